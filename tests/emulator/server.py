@@ -80,8 +80,7 @@ class Emulator:
     def start(self) -> Emulator:
         """Listen on 127.0.0.1 at a free port and serve from a daemon thread."""
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
-        host, port = self._server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(POLL_INTERVAL,), name="emulator", daemon=True
         )
