@@ -12,8 +12,10 @@ costs the old wait.
 from __future__ import annotations
 
 import time
+from uuid import uuid4
 
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis, dq_name
 from dramatiq.message import Message
 
 #: How many unconsumed tokens a doorbell keeps; bounds the wake-ups of idle consumers.
@@ -29,10 +31,23 @@ class DoorbellRedisBroker(RedisBroker):
         return f"{self.namespace}:{queue_name}.doorbell"
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
-        enqueued = super().enqueue(message, delay=delay)
-        key = self.doorbell_key(enqueued.queue_name)
+        """Enqueue as :class:`RedisBroker` does, then ring the queue's doorbell.
+
+        A message that carries ``message_key`` in its options is stored under that key instead
+        of a random one, so its sender can later ask whether it is still live
+        (:meth:`message_is_live`). Senders must use a fresh key for every enqueue.
+        """
+        queue_name = message.queue_name
+        message = message.copy(options={"redis_message_id": message.options.get("message_key") or str(uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        self.emit_before("enqueue", message, delay)
+        self.do_enqueue(queue_name, message.options["redis_message_id"], message.encode())
+        self.emit_after("enqueue", message, delay)
+        key = self.doorbell_key(queue_name)
         self.client.pipeline(transaction=False).lpush(key, 1).ltrim(key, 0, DOORBELL_DEPTH - 1).execute()
-        return enqueued
+        return message
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _DoorbellConsumer:
         return _DoorbellConsumer(self, queue_name, prefetch, timeout)
@@ -40,9 +55,12 @@ class DoorbellRedisBroker(RedisBroker):
     def wait_for_doorbell(self, queue_name: str, timeout_ms: int) -> None:
         self.client.blpop([self.doorbell_key(queue_name)], timeout=max(0.01, timeout_ms / 1000))
 
-    def message_is_live(self, queue_name: str, redis_message_id: str) -> bool:
-        """Whether a message is still queued, delayed or being worked on (not acked or lost)."""
-        return bool(self.client.hexists(f"{self.namespace}:{queue_name}.msgs", redis_message_id))
+    def message_is_live(self, queue_name: str, message_key: str) -> bool:
+        """Whether the message stored under ``message_key`` is still queued, delayed or in work."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hexists(f"{self.namespace}:{queue_name}.msgs", message_key)
+        pipe.hexists(f"{self.namespace}:{dq_name(queue_name)}.msgs", message_key)
+        return any(pipe.execute())
 
 
 class _DoorbellConsumer(_RedisConsumer):

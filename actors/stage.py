@@ -84,6 +84,7 @@ def stage_actor(
             actor_name=name,
             queue_name=queue_name,
             max_retries=0,
+            notify_shutdown=True,  # a stopping worker hands its stages back instead of losing them
             time_limit=int(time_limit * 1000),
         )
 

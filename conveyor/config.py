@@ -63,6 +63,7 @@ class Settings:
     aws_access_key_id: str | None = None
     aws_region: str = "us-east-1"
     s3_endpoint_url: str | None = None
+    fetch_allow_loopback: bool = False  #: tests only: URL inputs may name 127.0.0.1/::1, over http too
 
     def secret(self, name: str) -> str | None:
         """Return the provider credential ``name`` (e.g. ``openai_api_key``), or None when unset."""
@@ -171,6 +172,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
         aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",
         s3_endpoint_url=environ.get("S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,
+        fetch_allow_loopback=environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"),
     )
 
 

@@ -1,0 +1,208 @@
+"""Composing pipelines in code: stages, fan-outs and parallel branches, and the registry.
+
+A pipeline is data: a name, an input model and a list of steps run one after another.
+
+    lecture_notes = Pipeline("lecture_notes", input_model=LectureInput, steps=[
+        stage(prepare_audio, weight=5),
+        fan_out(transcribe_chunk, weight=40, concurrency=4),
+        stage(merge_notes, weight=10),
+    ])
+
+Each step receives the previous step's output (the first, the job's input). A fan-out
+sends one message per element of that list and outputs the list of item results; a
+parallel step runs different actors on the same input and outputs ``{branch: result}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dramatiq
+from pydantic import BaseModel
+
+from actors.stage import StageDefaults, stage_defaults
+
+StepKind = Literal["stage", "fan_out", "parallel"]
+FailurePolicy = Literal["fail", "tolerate"]
+
+
+class DefinitionError(Exception):
+    """Raised when a pipeline is declared wrongly."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one step retries: bounded attempts, exponential backoff with jitter, a time limit (all s)."""
+
+    retries: int
+    min_backoff: float
+    max_backoff: float
+    time_limit: float
+    max_wait: float
+
+    @classmethod
+    def for_actor(cls, actor: dramatiq.Actor, **overrides: Any) -> RetryPolicy:
+        base: StageDefaults = stage_defaults(actor.actor_name)
+        values = {k: getattr(base, k) for k in ("retries", "min_backoff", "max_backoff", "time_limit", "max_wait")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a pipeline."""
+
+    kind: StepKind
+    name: str
+    actors: tuple[dramatiq.Actor, ...]
+    branches: tuple[str, ...]  #: branch names of a parallel step (else empty)
+    weight: float
+    policies: tuple[RetryPolicy, ...]  #: one per actor
+    concurrency: int = 0  #: fan-out: most items in flight at once (0 = all)
+    on_failure: FailurePolicy = "fail"
+
+    def policy_for(self, item: int) -> RetryPolicy:
+        return self.policies[item if self.kind == "parallel" else 0]
+
+    def actor_for(self, item: int) -> dramatiq.Actor:
+        return self.actors[item if self.kind == "parallel" else 0]
+
+    @property
+    def has_items(self) -> bool:
+        return self.kind != "stage"
+
+
+def _name_of(actor: dramatiq.Actor) -> str:
+    return actor.actor_name
+
+
+def _check_actor(actor: Any) -> dramatiq.Actor:
+    if not isinstance(actor, dramatiq.Actor):
+        raise DefinitionError(f"{actor!r} is not a Dramatiq actor; declare it with @stage_actor")
+    return actor
+
+
+def stage(
+    actor: dramatiq.Actor,
+    *,
+    name: str | None = None,
+    weight: float = 1.0,
+    retries: int | None = None,
+    time_limit: float | None = None,
+    min_backoff: float | None = None,
+    max_backoff: float | None = None,
+    max_wait: float | None = None,
+) -> Step:
+    """One actor run once on the previous step's output."""
+    actor = _check_actor(actor)
+    policy = RetryPolicy.for_actor(
+        actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff, max_backoff=max_backoff,
+        max_wait=max_wait,
+    )
+    return Step("stage", name or _name_of(actor), (actor,), (), weight, (policy,))
+
+
+def fan_out(
+    actor: dramatiq.Actor,
+    *,
+    name: str | None = None,
+    weight: float = 1.0,
+    concurrency: int = 8,
+    on_failure: FailurePolicy = "fail",
+    retries: int | None = None,
+    time_limit: float | None = None,
+    min_backoff: float | None = None,
+    max_backoff: float | None = None,
+    max_wait: float | None = None,
+) -> Step:
+    """One message per element of the previous output (a list), at most ``concurrency`` at once.
+
+    ``on_failure="fail"`` fails the job when an item fails after its retries;
+    ``"tolerate"`` completes the step, reporting the failed items in the job's ``errors``.
+    """
+    actor = _check_actor(actor)
+    if on_failure not in ("fail", "tolerate"):
+        raise DefinitionError(f"on_failure must be 'fail' or 'tolerate', not {on_failure!r}")
+    if concurrency < 0:
+        raise DefinitionError("concurrency must be 0 (no cap) or more")
+    policy = RetryPolicy.for_actor(
+        actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff, max_backoff=max_backoff,
+        max_wait=max_wait,
+    )
+    return Step("fan_out", name or _name_of(actor), (actor,), (), weight, (policy,), concurrency, on_failure)
+
+
+def parallel(*branches: dramatiq.Actor | Step, name: str = "parallel", weight: float = 1.0) -> Step:
+    """Different actors at once on the same input, joined before the next step into ``{branch: output}``.
+
+    A branch is an actor or a ``stage(...)`` (to set its name and policy). Any branch failing fails the job.
+    """
+    if len(branches) < 2:
+        raise DefinitionError("parallel needs at least two branches")
+    steps = [b if isinstance(b, Step) else stage(b) for b in branches]
+    if any(s.kind != "stage" for s in steps):
+        raise DefinitionError("parallel branches must be actors or stage(...) steps")
+    names = tuple(s.name for s in steps)
+    if len(set(names)) != len(names):
+        raise DefinitionError(f"parallel branch names must differ: {names}")
+    return Step(
+        "parallel", name, tuple(s.actors[0] for s in steps), names, weight, tuple(s.policies[0] for s in steps)
+    )
+
+
+class EmptyInput(BaseModel):
+    """The input model of a pipeline that declares none: any JSON object."""
+
+    model_config = {"extra": "allow"}
+
+
+@dataclass
+class Pipeline:
+    """A named list of steps, with the model its input must satisfy."""
+
+    name: str
+    steps: list[Step]
+    description: str = ""
+    input_model: type[BaseModel] = EmptyInput
+    #: ``(session, input, user_id) -> input``: turns the validated input into what the first stage
+    #: receives (e.g. looking up another job's result). Raise ``pipelines.jobs.InvalidJobInput`` to refuse.
+    prepare_input: Callable[[Any, dict[str, Any], str | None], dict[str, Any]] | None = field(
+        default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise DefinitionError(f"pipeline {self.name!r} has no steps")
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise DefinitionError(f"pipeline {self.name!r} has two steps with one name: {names}")
+        self.total_weight = sum(s.weight for s in self.steps) or 1.0
+        register(self)
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.steps]
+
+    def weight_before(self, index: int) -> float:
+        return sum(s.weight for s in self.steps[:index])
+
+
+_registry: dict[str, Pipeline] = {}
+
+
+def register(pipeline: Pipeline) -> Pipeline:
+    """Add a pipeline to the registry (declaring one does this); a name may be declared once."""
+    existing = _registry.get(pipeline.name)
+    if existing is not None and existing is not pipeline:
+        raise DefinitionError(f"a pipeline named {pipeline.name!r} is already registered")
+    _registry[pipeline.name] = pipeline
+    return pipeline
+
+
+def get_pipeline(name: str) -> Pipeline | None:
+    return _registry.get(name)
+
+
+def all_pipelines() -> list[Pipeline]:
+    return sorted(_registry.values(), key=lambda p: p.name)

@@ -1,0 +1,82 @@
+"""Job notifications for live progress: Redis pub/sub when the broker has Redis, else in-process.
+
+Workers publish ``{"event": kind, "job_id": id}`` after each committed transition; the
+web's event stream subscribes per job and reads the job itself (one query) on each notice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dramatiq
+
+from actors.broker import redis_client
+
+logger = logging.getLogger(__name__)
+
+_local_subscribers: dict[str, list[queue.Queue[dict]]] = {}
+_lock = threading.Lock()
+
+
+def channel(job_id: str) -> str:
+    return f"conveyor:job:{job_id}"
+
+
+def publish(job_id: str, kind: str) -> None:
+    """Tell subscribers of ``job_id`` that it changed (``progress``, ``stage`` or ``status``)."""
+    notice = {"event": kind, "job_id": job_id}
+    client = redis_client(dramatiq.get_broker())
+    if client is not None:
+        try:
+            client.publish(channel(job_id), json.dumps(notice))
+        except Exception:  # a lost notice only delays a live view; polling still answers
+            logger.warning("Could not publish a %s notice for job %s", kind, job_id)
+        return
+    with _lock:
+        subscribers = list(_local_subscribers.get(job_id, ()))
+    for subscriber in subscribers:
+        subscriber.put(notice)
+
+
+@contextmanager
+def subscribe(job_id: str, *, timeout: float = 15.0) -> Iterator[Iterator[dict | None]]:
+    """Yield an iterator of notices for ``job_id``; it yields None after ``timeout`` s of silence."""
+    client = redis_client(dramatiq.get_broker())
+    if client is not None:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(channel(job_id))
+
+        def redis_notices() -> Iterator[dict | None]:
+            while True:
+                message = pubsub.get_message(timeout=timeout)
+                yield json.loads(message["data"]) if message else None
+
+        try:
+            yield redis_notices()
+        finally:
+            pubsub.close()
+        return
+
+    inbox: queue.Queue[dict] = queue.Queue()
+    with _lock:
+        _local_subscribers.setdefault(job_id, []).append(inbox)
+
+    def local_notices() -> Iterator[dict | None]:
+        while True:
+            try:
+                yield inbox.get(timeout=timeout)
+            except queue.Empty:
+                yield None
+
+    try:
+        yield local_notices()
+    finally:
+        with _lock:
+            _local_subscribers[job_id].remove(inbox)
+            if not _local_subscribers[job_id]:
+                del _local_subscribers[job_id]

@@ -1,0 +1,279 @@
+"""The Python API the web layer calls: start, get, list, cancel and retry jobs.
+
+Each function is the edge of one transaction: it opens it, and sends the messages the
+transition produced only after the commit. Results are plain dicts shaped as the job
+object of the REST contract.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pipelines import engine
+from pipelines.db import transaction
+from pipelines.definition import get_pipeline
+from pipelines.dispatch import Outbox, queue_run, send
+from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
+from pipelines.progress import remaining_eta
+from pipelines.results import FileNotFound, resolve_file_references
+
+#: Most jobs one list call returns.
+MAX_PAGE = 100
+
+
+class JobError(Exception):
+    """Raised when a job request cannot be carried out; the root of this module's errors."""
+
+
+class JobNotFound(JobError):
+    """Raised when no job with that id exists for that user."""
+
+
+class JobConflict(JobError):
+    """Raised when the job's status does not allow the transition (e.g. cancel a finished job)."""
+
+
+class IdempotencyConflict(JobError):
+    """Raised when an Idempotency-Key is reused with a different request body."""
+
+
+class InvalidJobInput(JobError):
+    """Raised when a job request is invalid; ``errors`` lists ``{"field", "message"}``."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value is not None else None
+
+
+def serialize(job: Job) -> dict[str, Any]:
+    """The job object of the REST contract."""
+    return {
+        "id": job.id, "pipeline": job.pipeline, "status": job.status, "progress": round(job.progress or 0.0, 2),
+        "step": job.step, "eta_seconds": remaining_eta(job), "stages": job.stages or [],
+        "input": job.input, "result": job.result, "errors": job.errors or [], "error": job.error,
+        "project_id": job.project_id, "attempt": job.attempt,
+        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at), "updated_at": _iso(job.updated_at),
+    }
+
+
+def validate_input(pipeline_name: str, data: Any) -> dict[str, Any]:
+    """Check a job request's input against the pipeline's model; returns the normalized input."""
+    pipeline = get_pipeline(pipeline_name)
+    if pipeline is None:
+        raise InvalidJobInput([{"field": "pipeline", "message": f"unknown pipeline {pipeline_name!r}"}])
+    if not isinstance(data, dict):
+        raise InvalidJobInput([{"field": "input", "message": "must be a JSON object"}])
+    try:
+        model = pipeline.input_model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidJobInput([
+            {"field": ".".join(["input", *map(str, e["loc"])]), "message": e["msg"]} for e in exc.errors()
+        ]) from None
+    return model.model_dump(mode="json", exclude_none=True)
+
+
+def _request_hash(**request: Any) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def start_job(
+    *, pipeline: str, input: dict[str, Any], user_id: str | None = None, project_id: str | None = None,
+    webhook_url: str | None = None, idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """Accept a job: validate, write the job and its first run, then send the first message.
+
+    Raises:
+      InvalidJobInput: unknown pipeline or bad input (field errors).
+      IdempotencyConflict: the key was used before with another body.
+    """
+    data = validate_input(pipeline, input)
+    definition = get_pipeline(pipeline)
+    assert definition is not None
+    digest = _request_hash(pipeline=pipeline, input=input, project_id=project_id, webhook_url=webhook_url)
+    try:
+        with transaction() as session:
+            if idempotency_key:
+                existing = _by_idempotency_key(session, user_id, idempotency_key)
+                if existing is not None:
+                    return _replay(existing, digest)
+            try:
+                resolved = resolve_file_references(session, data, user_id)
+                if definition.prepare_input is not None:
+                    resolved = definition.prepare_input(session, resolved, user_id)
+            except FileNotFound as exc:
+                raise InvalidJobInput([{"field": f"input.{exc.field}", "message": "no such file"}]) from None
+            job = Job(pipeline=pipeline, user_id=user_id, input=data, resolved_input=resolved,
+                      project_id=project_id, webhook_url=webhook_url, idempotency_key=idempotency_key,
+                      request_hash=digest, errors=[], stages=engine.initial_summary(definition),
+                      step="Queued")
+            session.add(job)
+            session.flush()
+            outbox = engine.start_step(session, job, definition, 0, resolved)
+            engine.record_event(session, outbox, job, "status", status=job.status)
+            body = serialize(job)
+    except IntegrityError:
+        # Another request with the same Idempotency-Key won the race: answer with its job.
+        with transaction() as session:
+            existing = _by_idempotency_key(session, user_id, idempotency_key or "")
+            if existing is None:
+                raise
+            return _replay(existing, digest)
+    send(outbox)
+    return body
+
+
+def _by_idempotency_key(session: Session, user_id: str | None, key: str) -> Job | None:
+    return session.scalars(select(Job).where(Job.user_id == user_id, Job.idempotency_key == key)).one_or_none()
+
+
+def _replay(job: Job, digest: str) -> dict[str, Any]:
+    if job.request_hash != digest:
+        raise IdempotencyConflict("this Idempotency-Key was used with a different request")
+    return serialize(job)
+
+
+def _owned(session: Session, job_id: str, user_id: str | None, *, lock: bool = False) -> Job:
+    job = engine.lock_job(session, job_id) if lock else session.get(Job, job_id)
+    if job is None or (user_id is not None and job.user_id != user_id):
+        raise JobNotFound(job_id)
+    return job
+
+
+def get_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
+    """One job by id (one indexed read). Raises JobNotFound, also for another user's job."""
+    with transaction() as session:
+        return serialize(_owned(session, job_id, user_id))
+
+
+def _encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidJobInput([{"field": "cursor", "message": "not a cursor from a previous page"}]) from None
+
+
+def list_jobs(
+    *, user_id: str | None, pipeline: str | None = None, status: str | None = None,
+    project_id: str | None = None, limit: int = 20, cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of jobs, newest first, and the cursor of the next page (or None)."""
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise InvalidJobInput([{"field": "status", "message": f"unknown status {status!r}"}])
+    limit = max(1, min(MAX_PAGE, limit))
+    query = select(Job).where(Job.user_id == user_id) if user_id is not None else select(Job)
+    if pipeline:
+        query = query.where(Job.pipeline == pipeline)
+    if status:
+        query = query.where(Job.status == status)
+    if project_id:
+        query = query.where(Job.project_id == project_id)
+    if cursor:
+        created, last_id = _decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
+    with transaction() as session:
+        jobs = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        return [serialize(j) for j in jobs], (_encode_cursor(jobs[-1]) if more and jobs else None)
+
+
+def cancel_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
+    """Cancel a pending or processing job. Raises JobNotFound, JobConflict if already finished."""
+    outbox = Outbox()
+    with transaction() as session:
+        job = _owned(session, job_id, user_id, lock=True)
+        if job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
+            raise JobConflict(f"job is already {job.status}")
+        engine._cancel_open_runs(session, job)
+        job.step = "Canceled"
+        engine._finish_job(session, job, JobStatus.CANCELED, outbox)
+        body = serialize(job)
+    send(outbox)
+    return body
+
+
+def retry_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
+    """Resume a failed or canceled job at the step that did not finish, reusing finished outputs.
+
+    Raises JobNotFound, JobConflict unless the job failed or was canceled. Of two concurrent
+    retries one resumes the job and the other gets JobConflict.
+    """
+    with transaction() as session:
+        job = _owned(session, job_id, user_id, lock=True)
+        if job.status not in (JobStatus.FAILED.value, JobStatus.CANCELED.value):
+            raise JobConflict(f"only a failed or canceled job can be retried; this one is {job.status}")
+        outbox = resume(session, job)
+        body = serialize(job)
+    send(outbox)
+    return body
+
+
+def resume(session: Session, job: Job) -> Outbox:
+    """Reopen ``job`` at its first unfinished step; completed runs keep their outputs."""
+    pipeline = engine.pipeline_of(job)
+    now = utcnow()
+    job.status, job.attempt, job.error, job.finished_at, job.updated_at = (
+        JobStatus.PROCESSING.value, job.attempt + 1, None, None, now)
+    step_rows = {
+        r.step: r for r in session.scalars(
+            select(StageRun).where(StageRun.job_id == job.id, StageRun.item == STEP_ROW).order_by(StageRun.step))
+    }
+    index = 0
+    while index < len(pipeline.steps) and step_rows.get(index) and step_rows[index].status == "completed":
+        index += 1
+    outbox = Outbox()
+    engine.record_event(session, outbox, job, "status", status=job.status, attempt=job.attempt)
+    if index >= len(pipeline.steps):  # every step finished: only the ending was lost
+        outbox.extend(engine.finish_step(session, job, pipeline, len(pipeline.steps) - 1,
+                                         step_rows[len(pipeline.steps) - 1].output))
+        return outbox
+    step = pipeline.steps[index]
+    row = step_rows.get(index)
+    if row is None:
+        previous = step_rows[index - 1].output if index else job.resolved_input
+        outbox.extend(engine.start_step(session, job, pipeline, index, previous))
+        return outbox
+    engine.update_summary(job, index, status="processing", error=None, finished_at=None)
+    job.step = step.name.replace("_", " ").capitalize()
+    if not step.has_items:
+        row.attempts, row.error, row.waited, row.finished_at = 0, None, 0.0, None
+        queue_run(row, step.policy_for(0), outbox)
+        return outbox
+    row.status, row.finished_at = RunStatus.PROCESSING.value, None
+    items = list(session.scalars(
+        select(StageRun).where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item >= 0)
+        .order_by(StageRun.item)))
+    reopened = [r for r in items if r.status in (RunStatus.FAILED.value, RunStatus.CANCELED.value)]
+    for run in reopened:
+        run.status, run.attempts, run.error, run.waited, run.finished_at = RunStatus.WAITING.value, 0, None, 0.0, None
+    job.errors = [e for e in job.errors or [] if e.get("stage") != step.name]
+    completed = sum(1 for r in items if r.status == RunStatus.COMPLETED.value)
+    engine.update_summary(job, index, items={"total": len(items), "completed": completed, "failed": 0})
+    cap = step.concurrency or len(items)
+    in_flight = sum(1 for r in items if r.status in (RunStatus.QUEUED.value, RunStatus.PROCESSING.value))
+    for run in items:
+        if run.status == RunStatus.WAITING.value and in_flight < cap:
+            queue_run(run, step.policy_for(run.item), outbox)
+            in_flight += 1
+    if completed == len(items):
+        outbox.extend(engine._item_done(session, job, pipeline, step, index))
+    return outbox

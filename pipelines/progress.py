@@ -1,0 +1,111 @@
+"""Job progress: the weighted sum of step progress, never lowered, with a step text and an ETA.
+
+A fan-out's progress is the mean of its items. The ETA blends what the job's own rate
+predicts with the durations of past runs of the same pipeline and step, trusting the
+observed rate more as the job advances.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pipelines.definition import Pipeline
+from pipelines.dispatch import Outbox
+from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
+
+#: s; how long past step durations are cached per pipeline.
+HISTORY_TTL = 60.0
+#: How many recent completed step runs of a pipeline feed its average durations.
+HISTORY_WINDOW = 200
+
+_history: dict[str, tuple[float, dict[int, float]]] = {}
+_history_lock = threading.Lock()
+
+
+def step_fraction(session: Session, job: Job, pipeline: Pipeline, index: int) -> float:
+    """The progress (0–1) of step ``index`` from its runs."""
+    if pipeline.steps[index].has_items:
+        total = (job.stages or [])[index].get("items", {}).get("total") or 0
+        if not total:
+            return 0.0
+        done = session.scalar(
+            select(func.sum(StageRun.progress)).where(
+                StageRun.job_id == job.id, StageRun.step == index, StageRun.item >= 0
+            )
+        )
+        return float(done or 0.0) / total
+    value = session.scalar(
+        select(StageRun.progress).where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item == STEP_ROW)
+    )
+    return float(value or 0.0)
+
+
+def past_durations(session: Session, pipeline: str) -> dict[int, float]:
+    """Mean seconds each step of ``pipeline`` took in recent completed runs (cached)."""
+    now = time.monotonic()
+    with _history_lock:
+        cached = _history.get(pipeline)
+        if cached and now - cached[0] < HISTORY_TTL:
+            return cached[1]
+    recent = (
+        select(StageRun.step, StageRun.duration)
+        .join(Job, Job.id == StageRun.job_id)
+        .where(Job.pipeline == pipeline, StageRun.item == STEP_ROW, StageRun.status == RunStatus.COMPLETED.value,
+               StageRun.duration.is_not(None))
+        .order_by(StageRun.id.desc())
+        .limit(HISTORY_WINDOW)
+        .subquery()
+    )
+    rows = session.execute(select(recent.c.step, func.avg(recent.c.duration)).group_by(recent.c.step)).all()
+    durations = {int(step): float(avg) for step, avg in rows}
+    with _history_lock:
+        _history[pipeline] = (now, durations)
+    return durations
+
+
+def estimate_eta(session: Session, job: Job, pipeline: Pipeline, index: int, fraction: float) -> float | None:
+    """Seconds left, or None when there is nothing to go on yet."""
+    history = past_durations(session, pipeline.name)
+    from_history = None
+    if all(i in history for i in range(index, len(pipeline.steps))):
+        from_history = (1 - fraction) * history[index] + sum(history[i] for i in range(index + 1, len(pipeline.steps)))
+    from_rate = None
+    percent = job.progress or 0.0
+    if job.started_at is not None and percent >= 1.0:
+        elapsed = (utcnow() - job.started_at).total_seconds()
+        from_rate = elapsed * (100.0 - percent) / percent
+    if from_history is not None and from_rate is not None:
+        trust = percent / 100.0
+        return (1 - trust) * from_history + trust * from_rate
+    return from_rate if from_rate is not None else from_history
+
+
+def update_job_progress(
+    session: Session, job: Job, pipeline: Pipeline, index: int, outbox: Outbox, *, fraction: float | None = None,
+) -> None:
+    """Recompute the job's progress while step ``index`` runs; shown progress never goes down."""
+    if fraction is None:
+        fraction = step_fraction(session, job, pipeline, index)
+    fraction = min(1.0, max(0.0, fraction))
+    weighted = (pipeline.weight_before(index) + pipeline.steps[index].weight * fraction) / pipeline.total_weight
+    job.progress = round(max(job.progress or 0.0, 100.0 * weighted), 2)
+    stages = [dict(s) for s in job.stages or []]
+    if index < len(stages):
+        stages[index]["progress"] = round(max(stages[index].get("progress") or 0.0, 100.0 * fraction), 2)
+        job.stages = stages
+    if job.status == JobStatus.PROCESSING.value:
+        job.eta_seconds = estimate_eta(session, job, pipeline, index, fraction)
+        job.eta_at = utcnow()
+    job.updated_at = utcnow()
+    outbox.notify(job.id, "progress")
+
+
+def remaining_eta(job: Job) -> int | None:
+    """The stored ETA less the time since it was computed, in whole seconds."""
+    if job.eta_seconds is None or job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
+        return None
+    since = (utcnow() - job.eta_at).total_seconds() if job.eta_at else 0.0
+    return max(0, round(job.eta_seconds - since))

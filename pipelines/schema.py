@@ -1,0 +1,28 @@
+"""Schema migrations (Alembic), run by ``conveyor db upgrade`` and the Procfile's release phase."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from conveyor.config import settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", (database_url or settings().database_url).replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str | None = None, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (default: the newest)."""
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str | None = None, revision: str = "base") -> None:
+    command.downgrade(alembic_config(database_url), revision)

@@ -1,0 +1,82 @@
+"""Fixtures and helpers shared by the unit and the integration tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import dramatiq
+import pytest
+
+from conveyor.config import configure, load_settings
+
+IN_CI = os.environ.get("CI") == "true"
+TERMINAL = ("completed", "failed", "canceled")
+
+
+def require_service(url: str, name: str) -> None:
+    """Skip when a service is unreachable locally; fail under CI=true, where every service must run."""
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout=2).close()
+    except OSError as exc:
+        message = f"{name} is not reachable at {parsed.hostname}:{parsed.port} ({exc})"
+        if IN_CI:
+            pytest.fail(message + "; CI must start it (see .ci/run)")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite job store, configured as the process's database."""
+    from pipelines import db as database
+    from pipelines.models import Base
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    configure(load_settings({**os.environ, "DATABASE_URL": url, "STORAGE_URL": f"file://{tmp_path / 'files'}"}))
+    Base.metadata.create_all(database.get_engine())
+    yield url
+    database.dispose_all()
+    configure()
+
+
+@pytest.fixture
+def stub_broker() -> Iterator[dramatiq.Broker]:
+    import pipelines  # noqa: F401 - installs the engine middleware and pipelines
+
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield broker
+    broker.flush_all()
+
+
+@pytest.fixture
+def stub_worker(stub_broker: dramatiq.Broker, db: str) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(stub_broker, worker_timeout=100, worker_threads=4)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def wait_for_job(job_id: str, *, timeout: float = 30.0, status: tuple[str, ...] = TERMINAL) -> dict[str, Any]:
+    """Poll the job until its status is one of ``status``; fail the test after ``timeout`` s."""
+    from pipelines.jobs import get_job
+
+    deadline = time.monotonic() + timeout
+    job = get_job(job_id)
+    while job["status"] not in status:
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job_id} still {job['status']} after {timeout}s: step={job['step']!r}")
+        time.sleep(0.02)
+        job = get_job(job_id)
+    return job
+
+
+def unique(name: str) -> str:
+    return f"{name}_{uuid.uuid4().hex[:8]}"
