@@ -41,8 +41,6 @@ DEFAULT_TIMEOUT = 300.0
 CONNECT_TIMEOUT = 10.0
 #: characters
 MAX_URL_LENGTH = 2048
-#: bytes read per chunk while streaming a body.
-CHUNK_SIZE = 64 * 1024
 _REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 _HEADERS = {"User-Agent": "Conveyor-fetch/1", "Accept": "*/*", "Accept-Encoding": "identity"}
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -52,6 +50,14 @@ _HOSTNAME = re.compile(
 #: A last label like these makes a host an IPv4 literal (decimal, octal or hex forms included).
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: Media types that :mod:`mimetypes` does not map to an extension on every system.
+_EXTENSIONS = {
+    "audio/wav": ".wav",
+    "audio/wave": ".wav",
+    "audio/webm": ".webm",
+    "audio/x-m4a": ".m4a",
+    "audio/ogg": ".ogg",
+}
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -253,7 +259,8 @@ def _check_status(response: httpx.Response, shown: str) -> None:
 def _file_name(url: str, content_type: str | None) -> str:
     name = PurePosixPath(unquote(urlsplit(url).path)).name or "download"
     if not PurePosixPath(name).suffix and content_type:
-        name += mimetypes.guess_extension(content_type.split(";")[0].strip()) or ""
+        media_type = content_type.split(";")[0].strip().lower()
+        name += _EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type) or ""
     return name
 
 
@@ -269,7 +276,7 @@ def _store_body(response: httpx.Response, *, url: str, job_id: str, max_bytes: i
         path = Path(tmp) / "body"
         total = 0
         with path.open("wb") as out:
-            for chunk in response.iter_bytes(CHUNK_SIZE):
+            for chunk in response.iter_bytes():  # as it arrives, so the deadline is checked often
                 total += len(chunk)
                 if total > max_bytes:
                     raise InvalidInput(f"{shown} is over the {max_bytes}-byte limit", code="file_too_large")

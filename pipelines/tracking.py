@@ -32,6 +32,17 @@ from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 logger = logging.getLogger(__name__)
 
 
+class _StageResultsAreKept(logging.Filter):
+    """Dramatiq warns that a returned value is discarded without its Results middleware; stage
+    results are not discarded (this middleware stores them), so that warning is noise here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Results middleware" not in record.getMessage()
+
+
+logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_StageResultsAreKept())
+
+
 @dataclass
 class ActiveRun:
     job_id: str

@@ -62,6 +62,8 @@ def stub_worker(stub_broker: dramatiq.Broker, db: str) -> Iterator[dramatiq.Work
     worker.start()
     yield worker
     worker.stop()
+    # Each Worker adds its own middleware to the broker; drop it so the next test's worker starts clean.
+    stub_broker.middleware[:] = [m for m in stub_broker.middleware if type(m).__name__ != "_WorkerMiddleware"]
 
 
 def wait_for_job(job_id: str, *, timeout: float = 30.0, status: tuple[str, ...] = TERMINAL) -> dict[str, Any]:

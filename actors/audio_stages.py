@@ -1,0 +1,248 @@
+"""Stage actors of the audio pipelines: ``lecture_notes``, ``subtitles``, ``noise_removal``, ``audio_clean``.
+
+``lecture_notes``: prepare -> split -> transcribe_chunk (one message per chunk) -> summarize_chunk
+(one per chunk) -> merge_notes. ``subtitles``: prepare -> split -> transcribe_chunk -> make_subtitles.
+Each stage takes the previous stage's JSON output and returns small JSON: audio moves between
+stages as ``storage:`` references (chunk WAVs, chunk transcripts with word timings).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from actors.context import current_stage
+from actors.errors import InvalidInput
+from actors.fetch import stored_input
+from actors.media import DEFAULT_CHUNK_SECONDS, check_audio, is_silent, split_at_silences, write_wav
+from actors.providers import denoise as denoise_provider
+from actors.providers import summarize
+from actors.providers.transcribe import Transcript, transcribe
+from actors.stage import stage_actor
+from actors.storage import get_storage, key_of, local_copy, new_key, ref, store_output
+from actors.subtitles import render
+
+#: Input options carried from the job input through every stage to the last one.
+_CARRIED = ("language", "format", "chunk_seconds")
+
+
+def _options(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in _CARRIED if data.get(k) is not None}
+
+
+def _require_dict(data: Any, stage: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{stage} expects a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _position(item: dict[str, Any]) -> tuple[int, int]:
+    """This fan-out item's 1-based number and the item count."""
+    ctx = current_stage()
+    index = ctx.item if ctx.item is not None else int(item.get("index", 0))
+    total = ctx.items_total or int(item.get("total", 1))
+    return index + 1, total
+
+
+def _is_failed(item: Any) -> bool:
+    return isinstance(item, dict) and "error" in item and "index" not in item
+
+
+# --- shared: prepare and split -------------------------------------------------------------------
+
+
+@stage_actor(retries=2, time_limit=600.0)
+def prepare_audio(data: dict[str, Any]) -> dict[str, Any]:
+    """Resolve the job's audio (``audio`` or ``media``: a stored file or an https URL) and check it.
+
+    Returns ``{"audio": ref, "duration": s, "has_video": bool, **options}``.
+
+    Raises:
+      InvalidMedia: for an empty or corrupt file, or one without audio.
+    """
+    data = _require_dict(data, "prepare_audio")
+    field = "media" if "media" in data else "audio"
+    if not data.get(field):
+        raise InvalidInput(f"the input needs {field!r}: an uploaded file or an https:// URL")
+    ctx = current_stage()
+    ctx.progress(0.1, "Checking the audio")
+    reference = stored_input(data[field], name=field)
+    with local_copy(reference) as path:
+        info = check_audio(path)
+    ctx.progress(1.0, f"Audio of {info.duration or 0:.0f} s ready")
+    return {"audio": reference, "duration": info.duration, "has_video": info.has_video, **_options(data)}
+
+
+@stage_actor(retries=2, time_limit=3600.0)
+def split_audio(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Cut the audio at silences into chunks of about ``chunk_seconds`` (60 by default), stored as WAVs.
+
+    Returns one item per chunk: ``{"chunk": ref, "index", "total", "start", "end", "silent", **options}``.
+    """
+    data = _require_dict(data, "split_audio")
+    ctx = current_stage()
+    target = float(data.get("chunk_seconds") or DEFAULT_CHUNK_SECONDS)
+    expected = max(1, round((data.get("duration") or target) / target))
+    items: list[dict[str, Any]] = []
+    with local_copy(data["audio"]) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
+        for chunk in split_at_silences(path, target_seconds=target):
+            wav = write_wav(Path(tmp) / f"chunk-{chunk.index:04d}.wav", chunk.samples)
+            reference = store_output(wav, job_id=ctx.job_id, name=wav.name, content_type="audio/wav")
+            wav.unlink()
+            items.append({"chunk": reference, "index": chunk.index, "start": round(chunk.start, 3),
+                          "end": round(chunk.end, 3), "silent": is_silent(chunk.samples)})
+            ctx.progress(min(0.99, len(items) / max(expected, len(items) + 1)),
+                         f"Splitting the audio: {len(items)} chunks so far")
+    options = _options(data)
+    for item in items:
+        item.update(total=len(items), **options)
+    ctx.progress(1.0, f"Split into {len(items)} chunks")
+    return items
+
+
+# --- transcription ------------------------------------------------------------------------------
+
+
+@stage_actor(retries=3, time_limit=1200.0)
+def transcribe_chunk(item: dict[str, Any]) -> dict[str, Any]:
+    """Transcribe one chunk; its full transcript (word timings in the whole file's time) goes to storage.
+
+    Returns ``{"index", "total", "start", "end", "text", "language", "transcript": ref, **options}``.
+    """
+    item = _require_dict(item, "transcribe_chunk")
+    number, total = _position(item)
+    ctx = current_stage()
+    ctx.progress(0.05, f"Transcribing chunk {number} of {total}")
+    if item.get("silent"):
+        result = Transcript("", [], [], item.get("language"))
+    else:
+        with local_copy(item["chunk"]) as path:
+            result = transcribe(path, language=item.get("language")).shifted(float(item.get("start", 0.0)))
+    key = new_key(f"jobs/{ctx.job_id}", "transcript.json")
+    get_storage().put_bytes(key, json.dumps(result.to_dict()).encode(), "application/json")
+    ctx.progress(1.0, f"Transcribed chunk {number} of {total}")
+    return {"index": item.get("index", number - 1), "total": total, "start": item.get("start"),
+            "end": item.get("end"), "text": result.text, "language": result.language, "transcript": ref(key),
+            **{k: v for k, v in _options(item).items() if k != "language"}}
+
+
+# --- lecture notes ------------------------------------------------------------------------------
+
+
+@stage_actor(retries=3, time_limit=600.0)
+def summarize_chunk(item: dict[str, Any]) -> dict[str, Any]:
+    """Notes of one transcribed chunk: ``{"index", "total", "text", "notes": {sections, key_points,
+    definitions}}``. A chunk whose transcription failed (tolerated) passes through unchanged."""
+    if _is_failed(item):
+        return item
+    item = _require_dict(item, "summarize_chunk")
+    number, total = _position(item)
+    ctx = current_stage()
+    ctx.progress(0.05, f"Generating notes for chunk {number} of {total}")
+    notes = summarize.chunk_notes(item.get("text", ""), part=number, parts=total)
+    ctx.progress(1.0, f"Generated notes for chunk {number} of {total}")
+    return {"index": item.get("index", number - 1), "total": total, "text": item.get("text", ""),
+            "notes": notes}
+
+
+def notes_markdown(result: dict[str, Any]) -> str:
+    """The lecture notes as a Markdown document."""
+    lines = [f"# {result['title']}", "", result["summary"], ""]
+    for section in result["sections"]:
+        lines += [f"## {section['heading']}", "", section["content"], ""]
+    if result["key_takeaways"]:
+        lines += ["## Key takeaways", ""] + [f"- {t}" for t in result["key_takeaways"]] + [""]
+    if result["definitions"]:
+        lines += ["## Definitions", ""] + [f"- **{d['term']}**: {d['definition']}" for d in result["definitions"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+@stage_actor(retries=3, time_limit=600.0)
+def merge_notes(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge per-chunk notes into the lecture result: ``title``, ``summary``, ``sections``,
+    ``key_takeaways``, ``definitions``, ``transcript`` and ``notes_url`` (a Markdown file)."""
+    if not isinstance(items, list):
+        raise InvalidInput("merge_notes expects the list of chunk notes")
+    ctx = current_stage()
+    ctx.progress(0.1, "Merging notes")
+    done = sorted((i for i in items if not _is_failed(i)), key=lambda i: int(i.get("index", 0)))
+    transcript = " ".join(i["text"].strip() for i in done if i.get("text", "").strip())
+    result = summarize.merge([i.get("notes", {}) for i in done], transcript)
+    ctx.progress(0.8, "Saving notes")
+    with tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
+        path = Path(tmp) / "notes.md"
+        path.write_text(notes_markdown(result), encoding="utf-8")
+        result["notes_url"] = store_output(path, job_id=ctx.job_id, name="notes.md", content_type="text/markdown")
+    ctx.progress(1.0, "Saved notes")
+    return result
+
+
+# --- subtitles ----------------------------------------------------------------------------------
+
+
+def _load_transcript(reference: str) -> Transcript:
+    with get_storage().open(key_of(reference)) as handle:
+        return Transcript.from_dict(json.load(handle))
+
+
+@stage_actor(retries=3, time_limit=600.0)
+def make_subtitles(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Join the chunk transcripts into one subtitle file (``format`` ``srt`` or ``vtt``).
+
+    Returns ``{"subtitles_url": ref, "text": transcript, "format"}``.
+    """
+    if not isinstance(items, list):
+        raise InvalidInput("make_subtitles expects the list of chunk transcripts")
+    ctx = current_stage()
+    done = sorted((i for i in items if not _is_failed(i)), key=lambda i: int(i.get("index", 0)))
+    fmt = next((i["format"] for i in done if i.get("format")), "srt")
+    if fmt not in ("srt", "vtt"):
+        raise InvalidInput(f"format must be srt or vtt, not {fmt!r}")
+    ctx.progress(0.1, "Writing subtitles")
+    parts = [_load_transcript(i["transcript"]) for i in done]
+    whole = Transcript(" ".join(p.text for p in parts if p.text),
+                       [s for p in parts for s in p.segments], [w for p in parts for w in p.words],
+                       next((p.language for p in parts if p.language), None))
+    with tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
+        path = Path(tmp) / f"subtitles.{fmt}"
+        path.write_text(render(whole, fmt), encoding="utf-8")
+        content_type = "application/x-subrip" if fmt == "srt" else "text/vtt"
+        reference = store_output(path, job_id=ctx.job_id, name=path.name, content_type=content_type)
+    ctx.progress(1.0, "Saved subtitles")
+    return {"subtitles_url": reference, "text": whole.text, "format": fmt}
+
+
+# --- noise removal and clean-up -----------------------------------------------------------------
+
+
+@stage_actor(retries=3, time_limit=3600.0)
+def remove_noise(data: dict[str, Any]) -> dict[str, Any]:
+    """Remove background noise from ``audio``; returns ``{"audio_url": ref}`` (MP3)."""
+    data = _require_dict(data, "remove_noise")
+    ctx = current_stage()
+    ctx.progress(0.05, "Checking the audio")
+    reference = stored_input(data.get("audio", ""), name="audio")
+    with local_copy(reference) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
+        check_audio(path)
+        ctx.progress(0.1, "Removing noise")
+        out = denoise_provider.denoise(path, Path(tmp) / "denoised.mp3")
+        ctx.progress(0.95, "Saving the audio")
+        return {"audio_url": store_output(out, job_id=ctx.job_id, name="denoised.mp3", content_type="audio/mpeg")}
+
+
+@stage_actor(retries=3, time_limit=3600.0)
+def clean_audio(data: dict[str, Any]) -> dict[str, Any]:
+    """Denoise, band-limit and loudness-normalise ``audio``; returns ``{"audio_url": ref}`` (MP3)."""
+    data = _require_dict(data, "clean_audio")
+    ctx = current_stage()
+    ctx.progress(0.05, "Checking the audio")
+    reference = stored_input(data.get("audio", ""), name="audio")
+    with local_copy(reference) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
+        check_audio(path)
+        ctx.progress(0.1, "Removing noise and levelling loudness")
+        out = denoise_provider.clean(path, Path(tmp) / "clean.mp3")
+        ctx.progress(0.95, "Saving the audio")
+        return {"audio_url": store_output(out, job_id=ctx.job_id, name="clean.mp3", content_type="audio/mpeg")}

@@ -1,0 +1,291 @@
+"""The design's guarantees on StubBroker + SQLite: duplicates, retries, limits, cancel, resume, waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from sqlalchemy import select, update
+
+from actors.context import current_stage
+from actors.errors import PermanentError, RateLimited, TransientError
+from actors.stage import stage_actor
+from pipelines import reconciler
+from pipelines.db import transaction
+from pipelines.definition import Pipeline, fan_out, stage
+from pipelines.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
+from pipelines.jobs import JobConflict, cancel_job, get_job, retry_job, start_job
+from pipelines.models import StageRun, utcnow
+from tests.support import unique, wait_for_job
+
+calls: dict[str, int] = {}
+switches: dict[str, bool] = {}
+
+
+def _count(name: str) -> int:
+    calls[name] = calls.get(name, 0) + 1
+    return calls[name]
+
+
+@stage_actor(actor_name=unique("flaky"), retries=2, min_backoff=0.01, max_backoff=0.05)
+def flaky(value):
+    """Fails transiently while its switch is on."""
+    _count("flaky")
+    if switches.get("flaky"):
+        raise TransientError("service unavailable")
+    return {"ok": value}
+
+
+@stage_actor(actor_name=unique("broken"), retries=5, min_backoff=0.01)
+def broken(value):
+    _count("broken")
+    raise PermanentError("this input can never work", code="bad_input")
+
+
+@stage_actor(actor_name=unique("slow"), retries=1, min_backoff=0.01, time_limit=0.3)
+def slow(value):
+    _count("slow")
+    time.sleep(3)
+    return value
+
+
+@stage_actor(actor_name=unique("throttled"), retries=0)
+def throttled(value):
+    if _count("throttled") <= 2:
+        raise RateLimited("429 from the provider", retry_after=0.1)
+    return value
+
+
+@stage_actor(actor_name=unique("counted"), retries=0)
+def counted(value):
+    value = value["n"] if isinstance(value, dict) else value
+    _count(f"counted:{value}")
+    if switches.get(f"fail:{value}"):
+        raise PermanentError("switch on")
+    return value * 10
+
+
+@stage_actor(actor_name=unique("napper"), retries=0)
+def napper(value):
+    ctx = current_stage()
+    for n in range(40):
+        ctx.progress(n / 40, "napping")
+        time.sleep(0.05)
+    return value
+
+
+@stage_actor(actor_name=unique("values"), retries=0)
+def values(request):
+    return request["values"]
+
+
+retrying = Pipeline(unique("retrying"), [stage(flaky, name="flaky")])
+failing = Pipeline(unique("failing"), [stage(broken, name="broken"), stage(flaky, name="after")])
+limited = Pipeline(unique("limited"), [stage(slow, name="slow")])
+rate_limited = Pipeline(unique("rate_limited"), [stage(throttled, name="throttled")])
+resumable = Pipeline(unique("resumable"), [
+    stage(counted, name="first"),
+    stage(flaky, name="second"),
+])
+items_pipeline = Pipeline(unique("items"), [stage(values, name="values"),
+                                            fan_out(counted, name="items", concurrency=2)])
+sleepy = Pipeline(unique("sleepy"), [stage(values, name="values"), fan_out(napper, name="naps", concurrency=1),
+                                     stage(counted, name="never")])
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    calls.clear()
+    switches.clear()
+
+
+def test_transient_errors_are_retried_with_backoff_until_they_pass(stub_worker):
+    switches["flaky"] = True
+    job = start_job(pipeline=retrying.name, input={"n": 1})
+    time.sleep(0.05)
+    switches["flaky"] = False
+    done = wait_for_job(job["id"])
+    assert done["status"] == "completed"
+    assert done["result"] == {"ok": {"n": 1}}
+    assert 1 <= calls["flaky"] <= 3
+
+
+def test_transient_errors_fail_the_job_once_the_stage_retries_are_spent(stub_worker):
+    switches["flaky"] = True
+    done = wait_for_job(start_job(pipeline=retrying.name, input={})["id"])
+    assert done["status"] == "failed"
+    assert done["error"] == {"stage": "flaky", "code": "transient_error", "message": "service unavailable"}
+    assert calls["flaky"] == 3  # one attempt and two retries
+    assert done["stages"][0]["attempts"] == 3
+
+
+def test_permanent_errors_fail_at_once_without_retries(stub_worker):
+    done = wait_for_job(start_job(pipeline=failing.name, input={})["id"])
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "bad_input"
+    assert calls == {"broken": 1}
+
+
+def test_a_stage_past_its_time_limit_is_stopped_and_retried_within_bounds(stub_worker):
+    done = wait_for_job(start_job(pipeline=limited.name, input={})["id"], timeout=20)
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "timeout"
+    assert calls["slow"] == 2
+
+
+def test_a_rate_limited_stage_waits_without_spending_its_retries(stub_worker):
+    done = wait_for_job(start_job(pipeline=rate_limited.name, input={"v": 1})["id"])
+    assert done["status"] == "completed"
+    assert calls["throttled"] == 3  # two 429s and a success, though the stage has no retries
+
+
+def test_a_duplicated_message_never_runs_a_stage_twice(stub_worker, stub_broker, monkeypatch):
+    # Given a broker that delivers every message three times
+    enqueue = stub_broker.enqueue
+
+    def thrice(message, *, delay=None):
+        for _ in range(2):
+            enqueue(message, delay=delay)
+        return enqueue(message, delay=delay)
+
+    monkeypatch.setattr(stub_broker, "enqueue", thrice)
+    # When a job with a fan-out runs
+    done = wait_for_job(start_job(pipeline=items_pipeline.name, input={"values": [1, 2, 3]})["id"])
+    # Then each item ran once and the job advanced once
+    assert done["status"] == "completed"
+    assert done["result"] == {"output": [10, 20, 30]}
+    assert calls == {"counted:1": 1, "counted:2": 1, "counted:3": 1}
+    assert done["stages"][1]["items"] == {"total": 3, "completed": 3, "failed": 0}
+
+
+def test_a_late_message_for_a_finished_run_is_a_noop(stub_worker, stub_broker):
+    done = wait_for_job(start_job(pipeline=items_pipeline.name, input={"values": [7]})["id"])
+    with transaction() as session:
+        run = session.scalars(select(StageRun).where(StageRun.job_id == done["id"], StageRun.item == 0)).one()
+        options = {RUN_OPTION: run.id, TOKEN_OPTION: run.dispatch_token, JOB_OPTION: done["id"]}
+    stub_broker.enqueue(counted.message_with_options(args=(7,), **options))
+    stub_broker.join("default")
+    stub_worker.join()
+    assert calls == {"counted:7": 1}
+    assert get_job(done["id"])["updated_at"] == done["updated_at"]
+
+
+def test_cancel_stops_further_stages_and_late_work_is_discarded(stub_worker):
+    job = start_job(pipeline=sleepy.name, input={"values": [1, 2, 3]})
+    wait_for_job(job["id"], status=("processing",))
+    time.sleep(0.3)
+    canceled = cancel_job(job["id"])
+    assert canceled["status"] == "canceled"
+    time.sleep(2.5)  # the running nap finishes; nothing else may run
+    final = get_job(job["id"])
+    assert final["status"] == "canceled"
+    assert "counted:1" not in calls
+    with transaction() as session:
+        statuses = session.scalars(select(StageRun.status).where(StageRun.job_id == job["id"], StageRun.item >= 0))
+        assert sorted(statuses) == ["canceled", "canceled", "canceled"]
+    with pytest.raises(JobConflict):
+        cancel_job(job["id"])
+
+
+def test_retrying_a_failed_job_resumes_at_the_failed_stage_and_reuses_earlier_outputs(stub_worker):
+    switches["flaky"] = True
+    failed = wait_for_job(start_job(pipeline=resumable.name, input={"n": 4})["id"])
+    assert failed["status"] == "failed" and failed["error"]["stage"] == "second"
+    assert calls["counted:4"] == 1
+    switches["flaky"] = False
+    resumed = retry_job(failed["id"])
+    assert resumed["status"] == "processing" and resumed["attempt"] == 2
+    done = wait_for_job(failed["id"])
+    assert done["status"] == "completed"
+    assert done["result"] == {"ok": 40}
+    assert calls["counted:4"] == 1  # the first stage was not run again
+
+
+def test_retrying_a_fan_out_reruns_only_its_failed_items(stub_worker):
+    switches["fail:2"] = True
+    failed = wait_for_job(start_job(pipeline=items_pipeline.name, input={"values": [1, 2, 3]})["id"])
+    assert failed["status"] == "failed"
+    switches["fail:2"] = False
+    retry_job(failed["id"])
+    done = wait_for_job(failed["id"])
+    assert done["status"] == "completed" and done["result"] == {"output": [10, 20, 30]}
+    assert calls["counted:1"] == 1 and calls["counted:2"] == 2
+
+
+def test_two_concurrent_retries_resume_the_job_once(stub_worker):
+    switches["flaky"] = True
+    failed = wait_for_job(start_job(pipeline=resumable.name, input={"n": 1})["id"])
+    switches["flaky"] = False
+    outcomes = []
+
+    def retry():
+        try:
+            outcomes.append(retry_job(failed["id"])["status"])
+        except JobConflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=retry) for _ in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(outcomes) == ["conflict", "processing"]
+    assert wait_for_job(failed["id"])["status"] == "completed"
+
+
+def test_only_failed_or_canceled_jobs_can_be_retried(stub_worker):
+    done = wait_for_job(start_job(pipeline=items_pipeline.name, input={"values": [1]})["id"])
+    with pytest.raises(JobConflict):
+        retry_job(done["id"])
+
+
+def test_an_external_wait_polls_later_without_spending_retries(stub_worker):
+    job = start_job(pipeline="demo", input={"items": 1, "wait_seconds": 0.6})
+    done = wait_for_job(job["id"])
+    assert done["status"] == "completed"
+    with transaction() as session:
+        prepare = session.scalars(select(StageRun).where(StageRun.job_id == job["id"], StageRun.step == 0)).one()
+        assert prepare.attempts == 1  # polled several times, one attempt spent
+        assert prepare.waited > 0
+        assert "started_at" in prepare.checkpoint
+
+
+def test_the_reconciler_resends_a_run_whose_message_was_lost(stub_worker, stub_broker, monkeypatch):
+    # Given a job whose first message never reached the broker
+    stub_worker.pause()
+    job = start_job(pipeline=retrying.name, input={"values": [5]})
+    stub_broker.flush_all()
+    stub_worker.resume()
+    time.sleep(0.3)
+    assert get_job(job["id"])["status"] == "pending"
+    # When the run is overdue and the reconciler passes (the stub broker cannot say what it holds)
+    with transaction() as session:
+        session.execute(update(StageRun).where(StageRun.job_id == job["id"])
+                        .values(due_at=utcnow() - timedelta(seconds=120)))
+    report = reconciler.reconcile_once()
+    # Then the job completes
+    assert report.lost_messages == 1
+    assert wait_for_job(job["id"])["status"] == "completed"
+    assert calls == {"flaky": 1}
+
+
+def test_the_reconciler_reruns_a_stage_whose_lease_lapsed_and_ignores_the_old_message(stub_worker, stub_broker):
+    # Given a run claimed by a worker that then vanished (lease lapsed, message gone)
+    stub_worker.pause()
+    job = start_job(pipeline=retrying.name, input={"n": 6})
+    old = dramatiq.Message.decode(stub_broker.queues["default"].queue[0])
+    stub_broker.flush_all()
+    with transaction() as session:
+        session.execute(update(StageRun).where(StageRun.job_id == job["id"])
+                        .values(status="processing", attempts=1, lease_until=utcnow() - timedelta(seconds=1)))
+    # When the reconciler passes, and the broker later redelivers the old message too
+    assert reconciler.reconcile_once().expired_leases == 1
+    stub_broker.enqueue(old)
+    stub_worker.resume()
+    # Then the stage ran once more, and only once
+    done = wait_for_job(job["id"])
+    assert done["status"] == "completed"
+    assert done["stages"][0]["attempts"] == 2
+    time.sleep(0.3)
+    assert calls == {"flaky": 1}
