@@ -28,6 +28,7 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _META = {"lecture", "lectures", "welcome", "today", "talk", "class", "course", "lesson", "short", "minute",
          "minutes", "sum", "remember", "let", "okay", "thing", "things", "lot", "bit", "part", "called", "call",
          "means", "refers", "usually", "therefore", "also", "really"}
+_GREETINGS = {"welcome", "hello", "hi", "thanks", "thank", "good", "okay", "ok", "so", "alright"}
 _PRONOUNS = {"it", "this", "that", "there", "these", "those", "they", "he", "she", "we", "you", "i", "what",
              "which", "who", "here", "one", "all", "some", "each", "every", "everything", "something"}
 _TOPIC = re.compile(r"\b(?:lecture|talk|lesson|class|session|introduction)\s+(?:is\s+)?(?:on|about|to)\s+"
@@ -137,13 +138,31 @@ def _heading(phrase: str) -> str:
     return " ".join(w if w.isupper() else w[:1].upper() + w[1:] for w in phrase.split())
 
 
+_VERB = re.compile(r"\b(?:is|are|refers to|means)\b", re.I)
+
+
+def clauses(sentence: str) -> list[str]:
+    """Split ``sentence`` at semicolons, and at commas only where a new "X is/are ..." clause begins."""
+    result: list[str] = []
+    for part in re.split(r";", sentence):
+        current = ""
+        for piece in part.split(","):
+            if current and _VERB.search(current) and _VERB.search(piece):
+                result.append(current)
+                current = re.sub(r"^\s*(?:and|but|while|so)\s+", "", piece)
+            else:
+                current = f"{current},{piece}" if current else piece
+        if current.strip():
+            result.append(current)
+    return [c.strip().rstrip(".!?").strip() for c in result if c.strip()]
+
+
 def find_definitions(text: str) -> list[dict[str, str]]:
     """Definitions stated in ``text``: "X is a ...", "X refers to ...", "... are called X"."""
     found: list[dict[str, str]] = []
     seen: set[str] = set()
     for sentence in sentences(text):
-        for clause in re.split(r";|,\s+(?:and|but|while)\s+|\s+and\s+(?=\w+\s+(?:is|are)\s)", sentence):
-            clause = clause.strip().rstrip(".!?").strip()
+        for clause in clauses(sentence):
             match = _IS_DEFINITION.match(clause) or _CALLED.match(clause)
             if not match:
                 continue
@@ -193,14 +212,21 @@ def _guess_title(transcript: str) -> str:
     return _heading(phrases[0]) if phrases else "Lecture notes"
 
 
+def _is_greeting(sentence: str) -> bool:
+    first = sentence.split()[0].lower().strip(",.!") if sentence.split() else ""
+    return first in _GREETINGS
+
+
 def local_merge(notes: list[dict[str, Any]], transcript: str) -> dict[str, Any]:
     """Join per-chunk notes into the lecture's title, summary and takeaways (extractive)."""
-    points = [p for n in notes for p in n.get("key_points", [])]
-    summary_from = sentences(transcript) if len(transcript) < 20000 else points
+    points = [p for n in notes for p in n.get("key_points", []) if not _is_greeting(p)]
+    every = [s for s in sentences(transcript) if not _is_greeting(s)]
+    summary_from = every if len(transcript) < 20000 else points
+    takeaways = min(MAX_TAKEAWAYS, max(2, len(points) // 2 + 1))
     return {
         "title": _guess_title(transcript),
         "summary": " ".join(top_sentences(summary_from, 3)),
-        "key_takeaways": top_sentences(points, MAX_TAKEAWAYS),
+        "key_takeaways": top_sentences(points, takeaways),
     }
 
 

@@ -1,0 +1,82 @@
+"""The audio pipelines: lecture notes, subtitles, noise removal and audio clean-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from actors.audio_stages import (
+    clean_audio,
+    make_subtitles,
+    merge_notes,
+    prepare_audio,
+    remove_noise,
+    split_audio,
+    summarize_chunk,
+    transcribe_chunk,
+)
+from pipelines.definition import Pipeline, fan_out, stage
+
+_FILE = "an uploaded file as \"file:<id>\", or an https:// URL"
+
+
+class LectureNotesInput(BaseModel):
+    """Input of ``lecture_notes``."""
+
+    audio: str = Field(description=f"The lecture recording: {_FILE}.")
+    language: str | None = Field(None, description="ISO 639-1 code of the spoken language (detected if unset).")
+
+
+class SubtitlesInput(BaseModel):
+    """Input of ``subtitles``."""
+
+    media: str = Field(description=f"Audio or video: {_FILE}.")
+    format: Literal["srt", "vtt"] = Field("srt", description="Subtitle format.")
+    language: str | None = Field(None, description="ISO 639-1 code of the spoken language (detected if unset).")
+
+
+class AudioInput(BaseModel):
+    """Input of ``noise_removal`` and ``audio_clean``."""
+
+    audio: str = Field(description=f"The recording: {_FILE}.")
+
+
+lecture_notes = Pipeline(
+    "lecture_notes",
+    description="Transcribe a lecture and write notes: title, summary, sections, takeaways, definitions.",
+    input_model=LectureNotesInput,
+    steps=[
+        stage(prepare_audio, name="prepare", weight=5),
+        stage(split_audio, name="split", weight=5),
+        fan_out(transcribe_chunk, name="transcribe", weight=50, concurrency=4, on_failure="fail"),
+        fan_out(summarize_chunk, name="summarize", weight=30, concurrency=4, on_failure="fail"),
+        stage(merge_notes, name="merge", weight=10),
+    ],
+)
+
+subtitles = Pipeline(
+    "subtitles",
+    description="Subtitles (SRT or WebVTT) for the speech in an audio or video file.",
+    input_model=SubtitlesInput,
+    steps=[
+        stage(prepare_audio, name="prepare", weight=5),
+        stage(split_audio, name="split", weight=5),
+        fan_out(transcribe_chunk, name="transcribe", weight=80, concurrency=4, on_failure="fail"),
+        stage(make_subtitles, name="subtitles", weight=10),
+    ],
+)
+
+noise_removal = Pipeline(
+    "noise_removal",
+    description="Remove background noise from a recording.",
+    input_model=AudioInput,
+    steps=[stage(remove_noise, name="denoise", weight=1)],
+)
+
+audio_clean = Pipeline(
+    "audio_clean",
+    description="Remove noise, cut rumble and hiss, and level loudness to -16 LUFS.",
+    input_model=AudioInput,
+    steps=[stage(clean_audio, name="clean", weight=1)],
+)
