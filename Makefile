@@ -1,0 +1,43 @@
+# Conveyor's commands. `make demo` and `make test` need nothing but Python 3.11 on the machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install demo dev lint typecheck test test-unit test-integration bench clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(VENV)/bin/conveyor demo
+
+dev: $(INSTALLED)
+	$(VENV)/bin/conveyor dev
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check actors pipelines web conveyor tests bench scripts
+
+typecheck: $(INSTALLED)
+	$(VENV)/bin/mypy
+
+test-unit: $(INSTALLED)
+	$(PY) -m pytest tests --ignore=tests/integration -q
+
+# Real Redis and PostgreSQL, real worker processes; a separate pytest process because the
+# broker is chosen when the actors are first imported.
+test-integration: $(INSTALLED)
+	$(PY) -m pytest tests/integration -q
+
+test: lint typecheck test-unit test-integration
+
+bench: $(INSTALLED)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
