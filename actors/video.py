@@ -234,23 +234,25 @@ def write_frames(
     fps: int,
     audio_path: Path | None = None,
     duration: float | None = None,
+    block: int = 16,
 ) -> Path:
     """Encode RGB frames (H x W x 3 uint8) as H.264, muxing ``audio_path`` as AAC when given.
 
-    ``size`` must be multiples of 16 (the encoder's macro blocks), else frames would be resized.
+    ``size`` must be a multiple of ``block`` (16 by default, the encoder's macro blocks, so the
+    clip can be joined to others; at least 2 for yuv420p); imageio would resize frames otherwise.
     """
     import imageio_ffmpeg
 
     width, height = size
-    if width % 16 or height % 16:
-        raise ValueError(f"frame size {width}x{height} is not a multiple of 16")
+    if width % block or height % block or block % 2:
+        raise ValueError(f"frame size {width}x{height} is not a multiple of {block}")
     output_params = ["-preset", "veryfast", "-crf", "23", "-movflags", "+faststart"]
     if audio_path is not None:
         output_params += ["-ac", "1", "-ar", str(CLIP_FORMAT.audio_rate), "-b:a", "96k"]
         if duration is not None:
             output_params += ["-t", f"{duration:.3f}"]
     writer = imageio_ffmpeg.write_frames(
-        str(out_path), size, fps=fps, codec="libx264", macro_block_size=16, quality=None,
+        str(out_path), size, fps=fps, codec="libx264", macro_block_size=block, quality=None,
         output_params=output_params, audio_path=str(audio_path) if audio_path else None,
         audio_codec="aac" if audio_path else None, ffmpeg_log_level="error",
     )  # fmt: skip
@@ -263,15 +265,44 @@ def write_frames(
     return out_path
 
 
+@dataclass(frozen=True)
+class VideoMeta:
+    """What the decoder says of a video before its first frame."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float  #: s
+
+
+def video_meta(path: Path) -> VideoMeta:
+    """The size, frame rate and duration of a video.
+
+    Raises:
+      InvalidMedia: when the file has no video stream.
+    """
+    import imageio_ffmpeg
+
+    if not probe(path).has_video:
+        raise InvalidMedia("the file has no video stream")
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(reader)
+    finally:
+        reader.close()
+    width, height = meta["size"]
+    return VideoMeta(int(width), int(height), float(meta.get("fps") or 25.0), float(meta.get("duration") or 0.0))
+
+
 def read_frames(path: Path, *, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """Decode a video's frames as RGB arrays (H x W x 3 uint8), optionally scaled to ``size``."""
     import imageio_ffmpeg
 
     output_params = ["-vf", f"scale={size[0]}:{size[1]}"] if size else None
     reader = imageio_ffmpeg.read_frames(str(path), output_params=output_params)
-    meta = next(reader)
-    width, height = size or meta["size"]
     try:
+        meta = next(reader)
+        width, height = size or meta["size"]
         for raw in reader:
             yield np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
     finally:

@@ -101,9 +101,9 @@ def _syllable_rate(samples: np.ndarray) -> float:
     threshold = 0.25 * float(np.percentile(envelope, 95))
     peaks, last = 0, -100
     for i in range(1, len(envelope) - 1):
-        if envelope[i] > threshold and envelope[i] >= envelope[i - 1] and envelope[i] > envelope[i + 1]:
-            if i - last >= 8:
-                peaks, last = peaks + 1, i
+        is_peak = envelope[i] > threshold and envelope[i] >= envelope[i - 1] and envelope[i] > envelope[i + 1]
+        if is_peak and i - last >= 8:
+            peaks, last = peaks + 1, i
     speech_seconds = float(np.count_nonzero(envelope > threshold)) * HOP / RATE
     return peaks / speech_seconds if speech_seconds > 0 else 0.0
 

@@ -1,0 +1,234 @@
+"""Rotoscoping: a matte video (white subject on black) and a PNG mask of the first frame.
+
+The local provider segments with OpenCV's GrabCut. A background plate (the per-pixel median of
+frames spread over the clip) marks what changed in each frame; with a static camera and a moving
+subject that seeds GrabCut. Without a usable plate (a subject that hardly moves), the first frame
+starts from a rectangle (the subject inside the central area, touching the bottom edge at most)
+and each later frame from the previous frame's matte. It suits one subject on a distinct
+background; it is not a learned matting model. Frames are segmented at :data:`PROCESS_WIDTH` px
+and the matte is scaled up with soft edges.
+
+Replicate runs Robust Video Matting (``arielreplicate/robust_video_matting``, ``alpha-mask``
+output): the video is uploaded (``POST /v1/files``), a prediction created (``POST /v1/predictions``)
+and polled (``GET /v1/predictions/{id}``) without holding a thread.
+
+The optional ``description`` is not used by either provider; it is kept for prompt-based ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from actors.context import current_stage
+from actors.errors import InvalidMedia, PermanentError
+from actors.ffmpeg import probe, run_ffmpeg
+from actors.providers import LOCAL, pick
+from actors.providers.remote import (
+    PROVIDER_ID,
+    RemoteState,
+    await_remote_job,
+    download,
+    http_client,
+    json_of,
+    require_secret,
+)
+from actors.video import read_frames, video_meta, write_frames
+from conveyor.config import settings
+
+PROCESS_WIDTH = 192  #: px; frames are segmented at this width
+PLATE_FRAMES = 40  #: frames sampled for the background plate
+PLATE_DISTANCE = 40.0  #: RGB distance from the plate above which a pixel has changed
+FIRST_ITERATIONS = 5  #: GrabCut iterations on the first frame
+NEXT_ITERATIONS = 2  #: GrabCut iterations on each later frame
+MAX_SECONDS = 600.0  #: s of video accepted
+REPLICATE_POLL_SECONDS = 3.0
+#: Robust Video Matting on Replicate (arielreplicate/robust_video_matting).
+RVM_VERSION = "2d2de06a76a837a4ba92b6164bf8bfd3ddb524a1fb64b0d8ae055af17fa22503"
+
+
+def _even(value: float) -> int:
+    return max(2, int(value) // 2 * 2)
+
+
+def background_plate(video: Path, size: tuple[int, int], frames_expected: int) -> np.ndarray | None:
+    """The per-pixel median of up to :data:`PLATE_FRAMES` frames spread over the video (RGB float).
+
+    A static camera's background survives the median while a moving subject does not. None for
+    videos too short to tell.
+    """
+    step = max(1, frames_expected // PLATE_FRAMES)
+    samples = [frame for index, frame in enumerate(read_frames(video, size=size)) if index % step == 0]
+    if len(samples) < 5:
+        return None
+    return np.median(np.stack(samples[:PLATE_FRAMES * 2]), axis=0).astype(np.float32)
+
+
+class GrabCutTracker:
+    """Segments frame after frame with GrabCut, seeded by the previous matte and the background plate."""
+
+    def __init__(self, plate: np.ndarray | None) -> None:
+        import cv2
+
+        self.cv2 = cv2
+        self.plate = plate
+        self.previous: np.ndarray | None = None  #: bool foreground of the last frame
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+
+    def _changed(self, frame: np.ndarray) -> np.ndarray | None:
+        """Pixels that differ from the background plate, when the plate tells anything useful."""
+        if self.plate is None:
+            return None
+        distance = np.sqrt(((frame.astype(np.float32) - self.plate) ** 2).sum(axis=2))
+        changed = self.cv2.morphologyEx((distance > PLATE_DISTANCE).astype(np.uint8), self.cv2.MORPH_OPEN,
+                                        self.kernel) > 0
+        share = float(changed.mean())
+        return changed if 0.002 < share < 0.7 else None
+
+    def segment(self, frame: np.ndarray) -> np.ndarray:
+        """The foreground of ``frame`` (RGB) as a bool array."""
+        cv2 = self.cv2
+        image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+        height, width = image.shape[:2]
+        changed = self._changed(frame)
+        seed = changed if changed is not None else self.previous
+        mask = np.zeros((height, width), np.uint8)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        if seed is None or not seed.any():
+            # No hint: the subject is assumed inside the central area, touching the bottom at most.
+            rect = (int(width * 0.08), int(height * 0.05), int(width * 0.84), height - int(height * 0.05) - 1)
+            cv2.grabCut(image, mask, rect, bgd, fgd, FIRST_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+        else:
+            hint = seed | self.previous if self.previous is not None and changed is not None else seed
+            hint_u8 = hint.astype(np.uint8)
+            near = cv2.dilate(hint_u8, self.kernel, iterations=6) > 0
+            mask[:] = cv2.GC_BGD
+            mask[near] = cv2.GC_PR_BGD
+            mask[hint] = cv2.GC_PR_FGD
+            mask[cv2.erode(seed.astype(np.uint8), self.kernel, iterations=2) > 0] = cv2.GC_FGD
+            if (mask == cv2.GC_BGD).any() and (mask == cv2.GC_FGD).any():
+                cv2.grabCut(image, mask, None, bgd, fgd, NEXT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+        foreground = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.uint8)
+        foreground = cv2.morphologyEx(foreground, cv2.MORPH_OPEN, self.kernel)
+        foreground = cv2.morphologyEx(foreground, cv2.MORPH_CLOSE, self.kernel)
+        self.previous = foreground > 0
+        return self.previous
+
+
+def matte_local(video: Path, matte_out: Path, mask_out: Path) -> tuple[Path, Path]:
+    """Write the matte video (same size and rate as ``video``, no audio) and the first frame's mask PNG.
+
+    Raises:
+      InvalidMedia: when the file has no video, no frames, or is too long.
+    """
+    import cv2
+    from PIL import Image
+
+    meta = video_meta(video)
+    if meta.duration > MAX_SECONDS:
+        raise InvalidMedia(f"the video is longer than {MAX_SECONDS:.0f} s")
+    out_size = (_even(meta.width), _even(meta.height))
+    scale = min(1.0, PROCESS_WIDTH / meta.width)
+    work_size = (_even(meta.width * scale), _even(meta.height * scale))
+    expected = max(1, round(meta.duration * meta.fps))
+    ctx = current_stage()
+    ctx.progress(0.02, "Estimating the background")
+    tracker = GrabCutTracker(background_plate(video, work_size, expected))
+    first: list[np.ndarray] = []
+
+    def mattes() -> Any:
+        for index, frame in enumerate(read_frames(video, size=work_size)):
+            soft = cv2.resize(tracker.segment(frame).astype(np.float32), out_size, interpolation=cv2.INTER_LINEAR)
+            soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, out_size[0] / 300))
+            gray = (np.clip(soft, 0.0, 1.0) * 255).astype(np.uint8)
+            if index == 0:
+                first.append(gray)
+            if index % 12 == 0:
+                ctx.progress(0.05 + 0.9 * min(1.0, index / expected),
+                             f"Cutting out frame {index + 1} of about {expected}")
+            yield np.repeat(gray[:, :, None], 3, axis=2)
+
+    write_frames(mattes(), matte_out, size=out_size, fps=round(meta.fps) or 25, block=2)
+    if not first:
+        raise InvalidMedia("the video has no frames")
+    Image.fromarray(first[0], "L").save(mask_out, "PNG")
+    return matte_out, mask_out
+
+
+def first_frame_mask(matte: Path, mask_out: Path) -> Path:
+    """The first frame of a matte video as a grayscale PNG."""
+    run_ffmpeg(["-i", str(matte), "-frames:v", "1", "-vf", "format=gray", str(mask_out)])
+    return mask_out
+
+
+class LocalRoto:
+    """GrabCut with the previous matte as the seed, on this machine."""
+
+    def matte(self, video: Path, matte_out: Path, mask_out: Path, description: str | None = None
+              ) -> tuple[Path, Path]:
+        return matte_local(video, matte_out, mask_out)
+
+
+class ReplicateRoto:
+    """Robust Video Matting on Replicate: upload, predict, poll, copy the matte into our storage."""
+
+    def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
+                 api_token: str | None = None) -> None:
+        self.client = client or http_client()
+        self.base_url = (base_url or settings().base_url("REPLICATE_BASE_URL")).rstrip("/")
+        token = api_token or require_secret("replicate_api_token", "REPLICATE_API_TOKEN")
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def _upload(self, video: Path) -> str:
+        with video.open("rb") as body:
+            answer = json_of(self.client.post(f"{self.base_url}/v1/files", headers=self.headers,
+                                              files={"content": (video.name, body, "video/mp4")}))
+        url = (answer.get("urls") or {}).get("get")
+        if not isinstance(url, str) or not url:
+            raise PermanentError("Replicate did not return a file URL", code="provider_failed")
+        return url
+
+    def _create(self, video_url: str) -> str:
+        answer = json_of(self.client.post(
+            f"{self.base_url}/v1/predictions", headers=self.headers,
+            json={"version": RVM_VERSION, "input": {"input_video": video_url, "output_type": "alpha-mask"}},
+        ))  # fmt: skip
+        prediction_id = answer.get("id")
+        if not isinstance(prediction_id, str) or not prediction_id:
+            raise PermanentError("Replicate did not return a prediction id", code="provider_failed")
+        return prediction_id
+
+    def _poll(self, prediction_id: str) -> RemoteState | None:
+        response = self.client.get(f"{self.base_url}/v1/predictions/{prediction_id}", headers=self.headers)
+        if response.status_code == 404:
+            return None
+        answer = json_of(response)
+        status = answer.get("status")
+        if status == "succeeded":
+            output = answer.get("output")
+            return RemoteState("done", output[-1] if isinstance(output, list) and output else output)
+        if status in ("failed", "canceled"):
+            return RemoteState("failed", error=str(answer.get("error") or status))
+        return RemoteState("pending")
+
+    def matte(self, video: Path, matte_out: Path, mask_out: Path, description: str | None = None
+              ) -> tuple[Path, Path]:
+        ctx = current_stage()
+        video_url = ctx.saved("replicate_file") or ctx.checkpoint("replicate_file", self._upload(video))
+        output = await_remote_job(create=lambda: self._create(str(video_url)), poll=self._poll,
+                                  interval=REPLICATE_POLL_SECONDS, key=PROVIDER_ID, what="the matte")
+        if not isinstance(output, str):
+            raise PermanentError("Replicate finished without an output URL", code="provider_failed")
+        download(self.client, output, matte_out)
+        if not probe(matte_out).has_video:
+            raise InvalidMedia("Replicate's matte has no video")
+        return matte_out, first_frame_mask(matte_out, mask_out)
+
+
+def roto_provider() -> LocalRoto | ReplicateRoto:
+    """The configured provider: Replicate when ``REPLICATE_API_TOKEN`` is set, else GrabCut locally."""
+    factory = pick("roto", {LOCAL: LocalRoto, "replicate": ReplicateRoto}, "replicate_api_token")
+    return factory()
