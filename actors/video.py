@@ -75,7 +75,9 @@ def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def render_title_card(text: str, *, heading: str = "", size: tuple[int, int] = CLIP_FORMAT.size) -> Image.Image:
+def render_title_card(
+    text: str, *, heading: str = "", size: tuple[int, int] = CLIP_FORMAT.size
+) -> Image.Image:
     """A card with a vertical gradient, an optional heading and ``text`` wrapped to fit.
 
     Long text is cut with an ellipsis so the card stays readable.
@@ -185,15 +187,21 @@ def concat_clips(paths: list[Path], out_path: Path) -> Path:
     return out_path
 
 
-def extract_audio(video_path: Path, out_path: Path, *, rate: int = 22050) -> Path:
+def extract_audio(
+    video_path: Path, out_path: Path, *, rate: int = 22050, max_seconds: float | None = None
+) -> Path:
     """Write the audio track of a video (or any media) as 16-bit mono WAV at ``rate`` Hz.
+
+    ``max_seconds`` keeps only the beginning.
 
     Raises:
       InvalidMedia: when the media has no audio track or cannot be read.
     """
     if not probe(video_path).has_audio:
         raise InvalidMedia("the video has no audio track to take a voice from")
-    run_ffmpeg(["-i", str(video_path), "-vn", "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le", str(out_path)])
+    limit = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
+    run_ffmpeg(["-i", str(video_path), *limit, "-vn", "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le",
+                str(out_path)])
     return out_path
 
 
@@ -291,7 +299,8 @@ def video_meta(path: Path) -> VideoMeta:
     finally:
         reader.close()
     width, height = meta["size"]
-    return VideoMeta(int(width), int(height), float(meta.get("fps") or 25.0), float(meta.get("duration") or 0.0))
+    fps, duration = float(meta.get("fps") or 25.0), float(meta.get("duration") or 0.0)
+    return VideoMeta(int(width), int(height), fps, duration)
 
 
 def read_frames(path: Path, *, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:

@@ -141,7 +141,8 @@ def matte_local(video: Path, matte_out: Path, mask_out: Path) -> tuple[Path, Pat
 
     def mattes() -> Any:
         for index, frame in enumerate(read_frames(video, size=work_size)):
-            soft = cv2.resize(tracker.segment(frame).astype(np.float32), out_size, interpolation=cv2.INTER_LINEAR)
+            hard = tracker.segment(frame).astype(np.float32)
+            soft = cv2.resize(hard, out_size, interpolation=cv2.INTER_LINEAR)
             soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, out_size[0] / 300))
             gray = (np.clip(soft, 0.0, 1.0) * 255).astype(np.uint8)
             if index == 0:

@@ -193,9 +193,13 @@ class DIDTalkingVideo:
     def render(self, avatar: dict[str, Any], audio_path: Path, out_path: Path) -> Path:
         ctx = current_stage()
         source_url = self._source_url(avatar)
-        audio_url = ctx.saved("did_audio_url") or ctx.checkpoint("did_audio_url", self._upload_audio(audio_path))
-        result_url = await_remote_job(create=lambda: self._create(source_url, str(audio_url)), poll=self._poll,
-                                      interval=DID_POLL_SECONDS, key=PROVIDER_ID, what="the talking video")
+        audio_url = ctx.saved("did_audio_url")
+        if not audio_url:
+            audio_url = ctx.checkpoint("did_audio_url", self._upload_audio(audio_path))
+        result_url = await_remote_job(
+            create=lambda: self._create(source_url, str(audio_url)), poll=self._poll,
+            interval=DID_POLL_SECONDS, key=PROVIDER_ID, what="the talking video",
+        )
         if not isinstance(result_url, str):
             raise PermanentError("D-ID finished the talk without a result URL", code="provider_failed")
         download(self.client, result_url, out_path)

@@ -1,0 +1,165 @@
+"""Scene video: a script cut into a storyboard, and one clip per scene, locally or with Luma.
+
+The storyboard is cut from the script itself: by paragraphs, else by sentences, else in chunks
+of characters at word boundaries; adjacent pieces are merged (balanced by length) down to the
+scene limit. There are never zero scenes for a non-empty script.
+
+The local clip is a title card of the scene's description with a slow zoom (ffmpeg ``zoompan``)
+and the description read aloud by the local voice. Luma Dream Machine generates a clip from the
+description as a prompt (``POST /dream-machine/v1/generations``, polled with ``GET .../{id}``:
+queued/dreaming/completed/failed). Every clip leaves here in :data:`actors.video.CLIP_FORMAT`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+
+from actors.errors import InvalidInput, PermanentError
+from actors.ffmpeg import probe
+from actors.providers import LOCAL, pick
+from actors.providers.remote import (
+    PROVIDER_ID,
+    RemoteState,
+    await_remote_job,
+    download,
+    http_client,
+    json_of,
+    require_secret,
+)
+from actors.providers.tts import speak
+from actors.video import CLIP_FORMAT, normalize_clip, render_title_card, zoom_clip
+from conveyor.config import settings
+
+CHUNK_CHARS = 280  #: target length of a character chunk when the script has no sentences
+MIN_SCENE_SECONDS = 2.5  #: s; a scene lasts its narration plus a pause, at least this
+PAUSE_SECONDS = 0.6  #: s of quiet after the narration
+LUMA_POLL_SECONDS = 5.0  #: s between polls of a Luma generation
+LUMA_MODEL = "ray-2"
+PROMPT_CHARS = 2000  #: the longest prompt sent to a provider
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    words, chunks, current = text.split(), [], ""
+    for word in words:
+        if current and len(current) + 1 + len(word) > size:
+            chunks.append(current)
+            current = word
+        else:
+            current = f"{current} {word}".strip()
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _merge(pieces: list[str], count: int) -> list[str]:
+    """Join adjacent pieces into ``count`` groups of similar length, keeping their order."""
+    if len(pieces) <= count:
+        return pieces
+    total = sum(len(p) for p in pieces)
+    groups: list[str] = []
+    current: list[str] = []
+    done = 0
+    for index, piece in enumerate(pieces):
+        current.append(piece)
+        done += len(piece)
+        remaining_pieces = len(pieces) - index - 1
+        remaining_groups = count - len(groups) - 1
+        target = total * (len(groups) + 1) / count
+        if remaining_groups > 0 and (done >= target or remaining_pieces == remaining_groups):
+            groups.append(" ".join(current))
+            current = []
+    if current:
+        groups.append(" ".join(current))
+    return groups
+
+
+def storyboard(script: str, max_scenes: int) -> list[dict[str, object]]:
+    """Cut ``script`` into at most ``max_scenes`` scenes: ``[{"scene_number", "description"}]``.
+
+    Raises:
+      InvalidInput: when the script is blank or ``max_scenes`` is below 1.
+    """
+    if max_scenes < 1:
+        raise InvalidInput("max_scenes must be at least 1")
+    paragraphs = [_clean(p) for p in re.split(r"\n\s*\n", script) if p.strip()]
+    if not paragraphs:
+        raise InvalidInput("the script is empty")
+    pieces = paragraphs
+    if len(pieces) == 1:
+        pieces = [s for s in (_clean(s) for s in _SENTENCE_END.split(paragraphs[0])) if s]
+    if len(pieces) == 1 and len(pieces[0]) > CHUNK_CHARS:
+        pieces = _chunks(pieces[0], CHUNK_CHARS)
+    scenes = _merge(pieces, max_scenes)
+    return [{"scene_number": i + 1, "description": d} for i, d in enumerate(scenes)]
+
+
+class LocalSceneVideo:
+    """A title card with a slow zoom, narrated by the local (or configured) voice."""
+
+    def render(self, description: str, *, scene_number: int, scenes_total: int, work_dir: Path) -> Path:
+        """Write the scene's clip under ``work_dir`` and return its path."""
+        fmt = CLIP_FORMAT
+        card = render_title_card(description, heading=f"Scene {scene_number} of {scenes_total}",
+                                 size=(fmt.width * 2, fmt.height * 2))
+        card_path = work_dir / "card.png"
+        card.save(card_path)
+        narration = speak(description, work_dir, name="narration")
+        duration = max(MIN_SCENE_SECONDS, (probe(narration).duration or 0.0) + PAUSE_SECONDS)
+        return zoom_clip(card_path, work_dir / "scene.mp4", duration=duration, audio_path=narration)
+
+
+class LumaSceneVideo:
+    """Luma Dream Machine: create a generation, poll it, copy the video into our format."""
+
+    def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
+                 api_key: str | None = None) -> None:
+        self.client = client or http_client()
+        self.base_url = (base_url or settings().base_url("LUMA_BASE_URL")).rstrip("/")
+        key = api_key or require_secret("luma_api_key", "LUMA_API_KEY")
+        self.headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+
+    def _create(self, prompt: str) -> str:
+        answer = json_of(self.client.post(
+            f"{self.base_url}/dream-machine/v1/generations", headers=self.headers,
+            json={"prompt": prompt[:PROMPT_CHARS], "model": LUMA_MODEL, "aspect_ratio": "16:9"},
+        ))  # fmt: skip
+        generation_id = answer.get("id")
+        if not isinstance(generation_id, str) or not generation_id:
+            raise PermanentError("Luma did not return a generation id", code="provider_failed")
+        return generation_id
+
+    def _poll(self, generation_id: str) -> RemoteState | None:
+        response = self.client.get(f"{self.base_url}/dream-machine/v1/generations/{generation_id}",
+                                   headers=self.headers)
+        if response.status_code == 404:
+            return None
+        answer = json_of(response)
+        state = answer.get("state")
+        if state == "completed":
+            return RemoteState("done", (answer.get("assets") or {}).get("video"))
+        if state == "failed":
+            return RemoteState("failed", error=str(answer.get("failure_reason") or "failed"))
+        return RemoteState("pending")
+
+    def render(self, description: str, *, scene_number: int, scenes_total: int, work_dir: Path) -> Path:
+        url = await_remote_job(create=lambda: self._create(description), poll=self._poll,
+                               interval=LUMA_POLL_SECONDS, key=PROVIDER_ID, what=f"scene {scene_number}")
+        if not isinstance(url, str):
+            raise PermanentError("Luma completed without a video", code="provider_failed")
+        raw = download(self.client, url, work_dir / "luma.mp4")
+        return normalize_clip(raw, work_dir / "scene.mp4")
+
+
+def scene_video_maker() -> LocalSceneVideo | LumaSceneVideo:
+    """The configured provider: Luma when ``LUMA_API_KEY`` is set, else the local title-card clip."""
+    factory = pick("scene_video", {LOCAL: LocalSceneVideo, "luma": LumaSceneVideo}, "luma_api_key")
+    return factory()

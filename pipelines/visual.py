@@ -1,0 +1,146 @@
+"""The visual pipelines: video generation, persona, talking video, colour grade and roto.
+
+``talking_video`` needs its ``persona_job`` resolved before the first stage: the engine passes
+the persona job's stored result as ``input["persona"]`` (see :mod:`actors.visual_stages`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from actors.providers.grade import preset_names
+from actors.visual_stages import (
+    DEFAULT_MAX_SCENES,
+    MAX_SCENES,
+    animate_avatar,
+    grade_video,
+    join_persona,
+    join_scenes,
+    persona_audio,
+    persona_avatar,
+    persona_voice,
+    plan_scenes,
+    prepare_persona,
+    render_scene,
+    roto_video,
+    speak_text,
+)
+from pipelines.definition import Pipeline, fan_out, parallel, stage
+
+_FILE = "an uploaded file as \"file:<id>\", or an https:// URL"
+MIN_SCRIPT_CHARS = 60
+MAX_SCRIPT_CHARS = 20_000
+MAX_SPEECH_CHARS = 5_000
+
+Preset = Literal["warm", "cool", "noir", "vivid", "vintage", "teal_orange"]
+
+
+class VideoGenerationInput(BaseModel):
+    """Input of ``video_generation``."""
+
+    model_config = {"extra": "forbid"}
+
+    script: str = Field(min_length=MIN_SCRIPT_CHARS, max_length=MAX_SCRIPT_CHARS,
+                        description="The script; paragraphs become scenes (else sentences, else chunks).")
+    max_scenes: int = Field(DEFAULT_MAX_SCENES, ge=1, le=MAX_SCENES, description="The most scenes to make.")
+    fail_scenes: list[int] = Field(
+        default_factory=list, max_length=MAX_SCENES,
+        description="For testing the tolerate policy: scene numbers (from 1) that fail on purpose.",
+    )
+
+    @field_validator("script")
+    @classmethod
+    def _long_enough(cls, script: str) -> str:
+        if len(script.strip()) < MIN_SCRIPT_CHARS:
+            raise ValueError(f"the script must have at least {MIN_SCRIPT_CHARS} characters besides spaces")
+        return script
+
+
+class PersonaInput(BaseModel):
+    """Input of ``persona``."""
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=100, description="The persona's name.")
+    video: str = Field(description=f"A video of the person speaking (the voice comes from it): {_FILE}.")
+    photo: str = Field(description=f"A photo of the person's face: {_FILE}.")
+
+
+class TalkingVideoInput(BaseModel):
+    """Input of ``talking_video``."""
+
+    model_config = {"extra": "forbid"}
+
+    persona_job: str = Field(min_length=1, max_length=64, description="The id of a completed persona job.")
+    text: str = Field(min_length=1, max_length=MAX_SPEECH_CHARS, description="What the persona says.")
+
+
+class ColorGradeInput(BaseModel):
+    """Input of ``color_grade``."""
+
+    model_config = {"extra": "forbid"}
+
+    video: str = Field(description=f"The video: {_FILE}.")
+    preset: Preset = Field(description="The look: " + ", ".join(preset_names()) + ".")
+
+
+class RotoInput(BaseModel):
+    """Input of ``roto``."""
+
+    model_config = {"extra": "forbid"}
+
+    video: str = Field(description=f"The video: {_FILE}.")
+    description: str | None = Field(
+        None, max_length=500,
+        description="What to cut out; the current providers find the main subject by themselves.",
+    )
+
+
+video_generation = Pipeline(
+    "video_generation",
+    description="A video from a script: a storyboard, one clip per scene, joined into one video.",
+    input_model=VideoGenerationInput,
+    steps=[
+        stage(plan_scenes, name="storyboard", weight=5),
+        fan_out(render_scene, name="scenes", weight=80, concurrency=2, on_failure="tolerate"),
+        stage(join_scenes, name="join", weight=15),
+    ],
+)
+
+persona = Pipeline(
+    "persona",
+    description="A persona from a video and a photo: the voice's audio, a voice id and an avatar id.",
+    input_model=PersonaInput,
+    steps=[
+        stage(prepare_persona, name="prepare", weight=10),
+        parallel(stage(persona_audio, name="audio"), stage(persona_voice, name="voice"),
+                 stage(persona_avatar, name="avatar"), name="build", weight=85),
+        stage(join_persona, name="join", weight=5),
+    ],
+)
+
+talking_video = Pipeline(
+    "talking_video",
+    description="A persona saying a text: the speech in its voice and a video of its avatar with sound.",
+    input_model=TalkingVideoInput,
+    steps=[
+        stage(speak_text, name="speak", weight=30),
+        stage(animate_avatar, name="animate", weight=70),
+    ],
+)
+
+color_grade = Pipeline(
+    "color_grade",
+    description="Colour-grade a video with a named preset.",
+    input_model=ColorGradeInput,
+    steps=[stage(grade_video, name="grade", weight=1)],
+)
+
+roto = Pipeline(
+    "roto",
+    description="Cut the subject out of a video: a matte video and a mask image.",
+    input_model=RotoInput,
+    steps=[stage(roto_video, name="roto", weight=1)],
+)
