@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-with warnings.catch_warnings():  # pydub warns at import that no system ffmpeg is on PATH; we set our own
+with warnings.catch_warnings():  # pydub warns at import that no system ffmpeg is on PATH (we set our own)
     warnings.simplefilter("ignore", RuntimeWarning)
+    warnings.simplefilter("ignore", DeprecationWarning)  # and that audioop leaves Python 3.13
     from pydub import AudioSegment
 
 from actors.errors import InvalidMedia, redact
@@ -153,11 +154,14 @@ def frame_levels(samples: np.ndarray, *, sample_rate: int = SAMPLE_RATE,
     """RMS level in dBFS of each whole frame of ``samples`` (a trailing partial frame is dropped)."""
     frame = int(frame_seconds * sample_rate)
     count = len(samples) // frame
-    if count == 0:
-        return np.zeros(0)
-    frames = samples[: count * frame].astype(np.float32).reshape(count, frame) / 32768.0
-    rms = np.sqrt(np.mean(frames * frames, axis=1))
-    return 20.0 * np.log10(np.maximum(rms, 1e-6))
+    levels = np.empty(count)
+    step = 500  # frames per slice: float temporaries stay small whatever the input's length
+    for first in range(0, count, step):
+        last = min(count, first + step)
+        frames = samples[first * frame : last * frame].reshape(last - first, frame).astype(np.float32)
+        power = np.einsum("ij,ij->i", frames, frames) / (frame * 32768.0 * 32768.0)
+        levels[first:last] = 10.0 * np.log10(np.maximum(power, 1e-12))
+    return levels
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class LectureNotesInput(BaseModel):
 
     audio: str = Field(description=f"The lecture recording: {_FILE}.")
     language: str | None = Field(None, description="ISO 639-1 code of the spoken language (detected if unset).")
+    chunk_seconds: float | None = Field(None, ge=10, le=600, description="Target chunk length in seconds (60).")
 
 
 class SubtitlesInput(BaseModel):
@@ -34,6 +35,7 @@ class SubtitlesInput(BaseModel):
     media: str = Field(description=f"Audio or video: {_FILE}.")
     format: Literal["srt", "vtt"] = Field("srt", description="Subtitle format.")
     language: str | None = Field(None, description="ISO 639-1 code of the spoken language (detected if unset).")
+    chunk_seconds: float | None = Field(None, ge=10, le=600, description="Target chunk length in seconds (60).")
 
 
 class AudioInput(BaseModel):

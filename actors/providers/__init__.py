@@ -71,7 +71,6 @@ def openai_client() -> Any:
     Raises:
       PermanentError: when no OpenAI key is configured.
     """
-    import httpx
     import openai
 
     config = settings()
@@ -79,4 +78,4 @@ def openai_client() -> Any:
     if not key:
         raise PermanentError("the OpenAI provider needs OPENAI_API_KEY", code="provider_auth")
     return openai.OpenAI(api_key=key, base_url=config.base_url("OPENAI_BASE_URL"), max_retries=0,
-                         timeout=httpx.Timeout(OPENAI_TIMEOUT, connect=10.0))
+                         timeout=OPENAI_TIMEOUT)

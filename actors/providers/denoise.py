@@ -8,6 +8,7 @@ loudness normalisation (EBU R128 ``loudnorm``) for the ``audio_clean`` pipeline.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -25,8 +26,9 @@ from conveyor.config import settings
 DENOISE_RATE = 44100  #: Hz the local provider works at
 BLOCK_SECONDS = 30.0  #: s of audio denoised at a time
 ELEVENLABS_TIMEOUT = 600.0  #: s for one audio-isolation request
-#: ffmpeg filters of ``audio_clean`` after denoising: rumble and hiss cut, then loudness to -16 LUFS.
-CLEAN_FILTERS = "highpass=f=80,lowpass=f=12000,loudnorm=I=-16:TP=-1.5:LRA=11"
+#: ffmpeg filters of ``audio_clean`` after denoising: rumble and hiss cut, then loudness (EBU R128).
+BAND_FILTERS = "highpass=f=80,lowpass=f=12000"
+LOUDNESS = "I=-16:TP=-1.5:LRA=11"  #: target -16 LUFS integrated, -1.5 dBTP peaks
 _CODECS = {".mp3": ["-c:a", "libmp3lame", "-b:a", "160k"], ".ogg": ["-c:a", "libopus", "-b:a", "96k"],
            ".m4a": ["-c:a", "aac", "-b:a", "160k"], ".wav": ["-c:a", "pcm_s16le"], ".flac": ["-c:a", "flac"]}
 
@@ -114,8 +116,29 @@ def denoise(source: Path, target: Path) -> Path:
     return pick("denoise", PROVIDERS, "elevenlabs_api_key")(source, target)
 
 
+def measure_loudness(path: Path, filters: str = BAND_FILTERS) -> dict[str, str]:
+    """The first ``loudnorm`` pass: the input's integrated loudness, range, true peak and threshold."""
+    done = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-vn",
+         "-af", f"{filters},loudnorm={LOUDNESS}:print_format=json", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=3600, check=False,
+    )
+    start, end = done.stderr.rfind("{"), done.stderr.rfind("}")
+    if done.returncode != 0 or start < 0:
+        raise InvalidMedia("could not measure the loudness of the audio")
+    return json.loads(done.stderr[start : end + 1])
+
+
 def clean(source: Path, target: Path) -> Path:
-    """Denoise, cut rumble and hiss, and normalise loudness to -16 LUFS (``audio_clean``)."""
+    """Denoise, cut rumble and hiss, and normalise loudness to -16 LUFS (``audio_clean``).
+
+    Loudness uses ffmpeg's two-pass ``loudnorm``: one pass measures, the second applies a linear gain,
+    which lands on the target even for short clips where the one-pass dynamic mode falls short.
+    """
     with tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
         denoised = denoise(source, Path(tmp) / "denoised.flac")
-        return encode_audio(denoised, target, filters=CLEAN_FILTERS, sample_rate=DENOISE_RATE, bitrate="160k")
+        m = measure_loudness(denoised)
+        second = (f"{BAND_FILTERS},loudnorm={LOUDNESS}:measured_I={m['input_i']}:measured_TP={m['input_tp']}"
+                  f":measured_LRA={m['input_lra']}:measured_thresh={m['input_thresh']}"
+                  f":offset={m['target_offset']}:linear=true")
+        return encode_audio(denoised, target, filters=second, sample_rate=DENOISE_RATE, bitrate="160k")
