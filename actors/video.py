@@ -231,7 +231,7 @@ def frame_loudness(samples: np.ndarray, rate: int, fps: int) -> np.ndarray:
     level = np.clip(rms / reference, 0.0, 1.0)
     level[level < 0.1] = 0.0
     # Smooth over ~3 frames so the mouth does not flicker.
-    return np.convolve(level, np.array([0.25, 0.5, 0.25], np.float32), mode="same")
+    return np.convolve(np.pad(level, 1, mode="edge"), np.array([0.25, 0.5, 0.25], np.float32), mode="valid")
 
 
 def write_frames(
