@@ -119,7 +119,11 @@ def transcribe_chunk(item: dict[str, Any]) -> dict[str, Any]:
         result = Transcript("", [], [], item.get("language"))
     else:
         with local_copy(item["chunk"]) as path:
-            result = transcribe(path, language=item.get("language")).shifted(float(item.get("start", 0.0)))
+            def report(fraction: float) -> None:
+                ctx.progress(0.05 + 0.9 * fraction, f"Transcribing chunk {number} of {total}")
+
+            result = transcribe(path, language=item.get("language"), on_progress=report)
+            result = result.shifted(float(item.get("start", 0.0)))
     key = new_key(f"jobs/{ctx.job_id}", "transcript.json")
     get_storage().put_bytes(key, json.dumps(result.to_dict()).encode(), "application/json")
     ctx.progress(1.0, f"Transcribed chunk {number} of {total}")

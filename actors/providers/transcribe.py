@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,6 +27,8 @@ from conveyor.config import settings
 #: The upload limit of OpenAI's transcription endpoint (bytes); larger chunks are re-encoded first.
 OPENAI_UPLOAD_LIMIT = 25 * 1024 * 1024
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+#: A callback receiving the fraction (0-1) of the audio transcribed so far.
+Progress = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,11 @@ def whisper_model() -> Any:
         return _model
 
 
-def transcribe_whisper(path: Path, *, language: str | None = None) -> Transcript:
-    """Transcribe ``path`` with the local Whisper *base* model, with word timings."""
+def transcribe_whisper(path: Path, *, language: str | None = None, on_progress: Progress | None = None) -> Transcript:
+    """Transcribe ``path`` with the local Whisper *base* model, with word timings.
+
+    ``on_progress`` receives the fraction of the audio done as segments come out of the model.
+    """
     samples = decode_pcm(path)
     if is_silent(samples):
         return Transcript("", [], [], language)
@@ -137,7 +143,10 @@ def transcribe_whisper(path: Path, *, language: str | None = None) -> Transcript
     )
     segments: list[Segment] = []
     words: list[Word] = []
+    duration = max(samples.size / 16000, 0.001)
     for seg in segments_iter:
+        if on_progress is not None:
+            on_progress(min(1.0, float(seg.end) / duration))
         text = seg.text.strip()
         if not text:
             continue
@@ -154,7 +163,8 @@ _FILLERS = re.compile(r"^(<.*>|\[.*\])$")
 _PAUSE = 0.5  #: s of silence that ends a pocketsphinx segment
 
 
-def transcribe_pocketsphinx(path: Path, *, language: str | None = None) -> Transcript:
+def transcribe_pocketsphinx(path: Path, *, language: str | None = None,
+                            on_progress: Progress | None = None) -> Transcript:
     """Transcribe ``path`` with pocketsphinx's bundled US English model (light, less accurate)."""
     from pocketsphinx import Decoder
 
@@ -187,7 +197,7 @@ def transcribe_pocketsphinx(path: Path, *, language: str | None = None) -> Trans
 # --- OpenAI -----------------------------------------------------------------------------------------
 
 
-def transcribe_openai(path: Path, *, language: str | None = None) -> Transcript:
+def transcribe_openai(path: Path, *, language: str | None = None, on_progress: Progress | None = None) -> Transcript:
     """Transcribe ``path`` with OpenAI's ``whisper-1`` (verbose JSON with word and segment timings).
 
     A file over the 25 MB upload limit is re-encoded to a small mono Opus file first.
@@ -218,7 +228,8 @@ PROVIDERS = {
 }
 
 
-def transcribe(path: Path, *, language: str | None = None) -> Transcript:
+def transcribe(path: Path, *, language: str | None = None, on_progress: Progress | None = None) -> Transcript:
     """Transcribe ``path`` with the configured provider (``CONVEYOR_PROVIDER_TRANSCRIBE``, else OpenAI
     when ``OPENAI_API_KEY`` is set, else local Whisper)."""
-    return pick("transcribe", PROVIDERS, "openai_api_key")(path, language=language)
+    provider = pick("transcribe", PROVIDERS, "openai_api_key")
+    return provider(path, language=language, on_progress=on_progress)
