@@ -167,8 +167,8 @@ def prepare_persona(data: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("name is required")
     ctx = current_stage()
     ctx.progress(0.1, "Fetching the video and the photo")
-    video = stored_input(data.get("video"), name="video")
-    photo = stored_input(data.get("photo"), name="photo")
+    video = stored_input(str(data.get("video") or ""), name="video")
+    photo = stored_input(str(data.get("photo") or ""), name="photo")
     with local_copy(video) as path:
         if not probe(path).has_audio:
             raise InvalidMedia("the video has no audio track to take the voice from")
@@ -270,7 +270,7 @@ def grade_video(data: dict[str, Any]) -> dict[str, Any]:
     data = _require_dict(data, "grade_video")
     preset = check_preset(str(data.get("preset") or ""))
     ctx = current_stage()
-    video = stored_input(data.get("video"), name="video")
+    video = stored_input(str(data.get("video") or ""), name="video")
     ctx.progress(0.1, f"Grading with the {preset} preset")
     with _workdir() as tmp, local_copy(video) as source:
         graded = grade(source, tmp / "graded.mp4", preset)
@@ -283,7 +283,7 @@ def roto_video(data: dict[str, Any]) -> dict[str, Any]:
     """Cut the subject out of ``video``; returns ``{"video_url"}`` (the matte) and ``{"mask_url"}`` (PNG)."""
     data = _require_dict(data, "roto_video")
     ctx = current_stage()
-    video = stored_input(data.get("video"), name="video")
+    video = stored_input(str(data.get("video") or ""), name="video")
     ctx.progress(0.05, "Cutting out the subject")
     with _workdir() as tmp, local_copy(video) as source:
         matte, mask = roto_provider().matte(

@@ -1,14 +1,17 @@
 """The visual pipelines: video generation, persona, talking video, colour grade and roto.
 
-``talking_video`` needs its ``persona_job`` resolved before the first stage: the engine passes
-the persona job's stored result as ``input["persona"]`` (see :mod:`actors.visual_stages`).
+``talking_video`` needs its ``persona_job`` resolved before the first stage: :func:`resolve_persona`
+(its ``prepare_input``) passes the persona job's stored result, with ``storage:`` references, as
+``input["persona"]`` (see :mod:`actors.visual_stages`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from actors.providers.grade import preset_names
 from actors.visual_stages import (
@@ -28,6 +31,8 @@ from actors.visual_stages import (
     speak_text,
 )
 from pipelines.definition import Pipeline, fan_out, parallel, stage
+from pipelines.jobs import InvalidJobInput
+from pipelines.models import STEP_ROW, Job, StageRun
 
 _FILE = "an uploaded file as \"file:<id>\", or an https:// URL"
 MIN_SCRIPT_CHARS = 60
@@ -121,10 +126,35 @@ persona = Pipeline(
     ],
 )
 
+def resolve_persona(session: Session, data: dict[str, Any], user_id: str | None) -> dict[str, Any]:
+    """Add the persona job's result (``voice_id``, ``avatar_id``, ``audio_url`` as stored) as ``persona``.
+
+    Raises:
+      InvalidJobInput: when ``persona_job`` is not a completed persona job of this user.
+    """
+    job = session.get(Job, data["persona_job"])
+    problem = None
+    if job is None or job.user_id != user_id or job.pipeline != "persona":
+        problem = "no such persona job"
+    elif job.status != "completed":
+        problem = f"the persona job is {job.status}, not completed"
+    output = None
+    if job is not None and problem is None:
+        last = len(persona.steps) - 1
+        output = session.scalars(select(StageRun.output).where(
+            StageRun.job_id == job.id, StageRun.step == last, StageRun.item == STEP_ROW)).one_or_none()
+        if not isinstance(output, dict) or not all(output.get(k) for k in ("voice_id", "avatar_id")):
+            problem = "the persona job has no voice and avatar"
+    if problem is not None or output is None:
+        raise InvalidJobInput([{"field": "input.persona_job", "message": problem or "no result"}])
+    return {**data, "persona": {k: output.get(k) for k in ("voice_id", "avatar_id", "audio_url")}}
+
+
 talking_video = Pipeline(
     "talking_video",
     description="A persona saying a text: the speech in its voice and a video of its avatar with sound.",
     input_model=TalkingVideoInput,
+    prepare_input=resolve_persona,
     steps=[
         stage(speak_text, name="speak", weight=30),
         stage(animate_avatar, name="animate", weight=70),

@@ -131,6 +131,7 @@ def test_a_voice_profile_shifts_the_pitch_and_changes_the_pace(tmp_path):
     assert faster.duration < 0.92 * probe(tmp_path / "plain.wav").duration  # pauses keep their length
 
 
+@pytest.mark.slow
 def test_local_cloning_matches_the_sample_pitch(tmp_path, configured):
     # Given a sample of the local voice raised by five semitones
     plain = synthesize_local("The baker sat down by the window and read the paper until the evening.",

@@ -51,7 +51,8 @@ class MouthSpot:
 def _cascade() -> Any:
     import cv2
 
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    folder = cv2.data.haarcascades  # type: ignore[attr-defined]  # set by opencv-python's package
+    cascade = cv2.CascadeClassifier(folder + "haarcascade_frontalface_default.xml")
     if cascade.empty():  # pragma: no cover - a broken OpenCV install
         raise RuntimeError("OpenCV's frontal face cascade is missing (opencv-python-headless 4.x ships it)")
     return cascade
@@ -65,9 +66,8 @@ def open_photo(path: Path) -> Image.Image:
     """
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
+        with Image.open(path) as opened:
+            return ImageOps.exif_transpose(opened).convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise InvalidMedia(f"the photo is not an image we can read ({type(exc).__name__})") from None
 
