@@ -14,7 +14,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 from actors.context import StageContext, stage_context
-from actors.errors import InvalidInput, InvalidMedia, PermanentError, PollLater, TransientError, classify
+from actors.errors import (
+    InvalidInput,
+    InvalidMedia,
+    PermanentError,
+    PollLater,
+    RateLimited,
+    TransientError,
+    classify,
+)
 from actors.ffmpeg import probe, run_ffmpeg
 from actors.providers.avatar import DIDAvatars, crop_avatar, parse_avatar_id, read_mouth
 from actors.providers.grade import PRESETS, grade
@@ -366,6 +374,18 @@ def test_a_generation_the_provider_forgot_is_created_again_on_the_next_attempt(l
     assert isinstance(error, TransientError)
     outcome, ctx = run_stage(_render(tmp=tmp_path), checkpoint=saved(ctx))
     assert isinstance(outcome, PollLater) and saved(ctx)["provider_id"] != "expired-id"
+
+
+def test_luma_calls_wait_for_a_free_provider_slot_without_creating_anything(luma, configured, tmp_path):
+    from actors.limits import provider_slot
+
+    configured(LUMA_API_KEY=KEYS["LUMA_API_KEY"], LUMA_BASE_URL=luma.base_url, CONVEYOR_LIMIT_LUMA="1")
+    with provider_slot("luma"):  # another stage holds the only slot
+        error, ctx = _raises(_render(tmp=tmp_path))
+    assert isinstance(error, RateLimited) and 0 < error.retry_after <= 2
+    assert len(luma.jobs) == 0 and not saved(ctx).get("provider_id")
+    outcome, _ = run_stage(_render(tmp=tmp_path))
+    assert isinstance(outcome, PollLater) and len(luma.jobs) == 1
 
 
 def test_a_bad_luma_key_is_a_permanent_auth_failure(luma, tmp_path):

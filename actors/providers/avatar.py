@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia, PermanentError
+from actors.limits import provider_slot
 from actors.providers import LOCAL, pick
 from actors.providers.remote import http_client, json_of, require_secret
 from actors.storage import is_ref, store_output
@@ -177,7 +178,10 @@ class DIDAvatars:
             "avatar_image", LocalAvatars().create(photo, job_id=job_id)
         )
         # The upload is checkpointed so a redelivery does not upload the photo twice.
-        source_url = ctx.saved("did_image_url") or ctx.checkpoint("did_image_url", self.upload_image(photo))
+        source_url = ctx.saved("did_image_url")
+        if not source_url:
+            with provider_slot("did"):
+                source_url = ctx.checkpoint("did_image_url", self.upload_image(photo))
         return json.dumps({"provider": "did", "source_url": source_url, "image": image_ref},
                           sort_keys=True, separators=(",", ":"))
 

@@ -4,7 +4,8 @@ A provider job is created once: its id is saved with ``ctx.checkpoint`` before t
 and while the provider works the stage calls ``ctx.poll_later`` (no thread is held, no retry is
 spent). A redelivered or re-scheduled message finds the saved id and polls the same job instead
 of paying for a new one. Outputs are downloaded into our storage at once, because provider URLs
-expire. HTTP errors are left as ``httpx.HTTPStatusError``: :func:`actors.errors.classify` maps
+expire. Calls to a provider hold one of its concurrency slots (:mod:`actors.limits`); waiting
+does not. HTTP errors are left as ``httpx.HTTPStatusError``: :func:`actors.errors.classify` maps
 429 (with ``Retry-After``), 5xx and 4xx to retry or fail.
 """
 
@@ -20,6 +21,7 @@ import httpx
 
 from actors.context import current_stage
 from actors.errors import InvalidMedia, PermanentError, TransientError
+from actors.limits import provider_slot
 from conveyor.config import settings
 
 HTTP_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  #: s per request
@@ -85,6 +87,7 @@ class RemoteState:
 
 def await_remote_job(
     *,
+    provider: str,
     create: Callable[[], str],
     poll: Callable[[str], RemoteState | None],
     interval: float,
@@ -94,6 +97,8 @@ def await_remote_job(
     """Create a provider job once, then poll it; returns its output when done.
 
     Parameters:
+      provider: the provider's name; each call holds one of its concurrency slots
+        (:func:`actors.limits.provider_slot`), released before waiting.
       create: starts the job and returns its id (called only when no id was saved).
       poll: reads the job's state; None means the provider does not know the id.
       interval: s until the next poll while the job is pending.
@@ -108,8 +113,10 @@ def await_remote_job(
     ctx = current_stage()
     job_id = ctx.saved(key)
     if not job_id:
-        job_id = ctx.checkpoint(key, create())
-    state = poll(job_id)
+        with provider_slot(provider):
+            job_id = ctx.checkpoint(key, create())
+    with provider_slot(provider):
+        state = poll(job_id)
     if state is None:
         ctx.checkpoint(key, None)
         raise TransientError(f"the provider no longer knows {what} {job_id}; it will be created again")

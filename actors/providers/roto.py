@@ -26,6 +26,7 @@ import numpy as np
 from actors.context import current_stage
 from actors.errors import InvalidMedia, PermanentError
 from actors.ffmpeg import probe, run_ffmpeg
+from actors.limits import provider_slot
 from actors.providers import LOCAL, pick
 from actors.providers.remote import (
     PROVIDER_ID,
@@ -218,9 +219,14 @@ class ReplicateRoto:
     def matte(self, video: Path, matte_out: Path, mask_out: Path, description: str | None = None
               ) -> tuple[Path, Path]:
         ctx = current_stage()
-        video_url = ctx.saved("replicate_file") or ctx.checkpoint("replicate_file", self._upload(video))
-        output = await_remote_job(create=lambda: self._create(str(video_url)), poll=self._poll,
-                                  interval=REPLICATE_POLL_SECONDS, key=PROVIDER_ID, what="the matte")
+        video_url = ctx.saved("replicate_file")
+        if not video_url:
+            with provider_slot("replicate"):
+                video_url = ctx.checkpoint("replicate_file", self._upload(video))
+        output = await_remote_job(
+            provider="replicate", create=lambda: self._create(str(video_url)), poll=self._poll,
+            interval=REPLICATE_POLL_SECONDS, key=PROVIDER_ID, what="the matte",
+        )
         if not isinstance(output, str):
             raise PermanentError("Replicate finished without an output URL", code="provider_failed")
         download(self.client, output, matte_out)

@@ -151,8 +151,10 @@ class LumaSceneVideo:
         return RemoteState("pending")
 
     def render(self, description: str, *, scene_number: int, scenes_total: int, work_dir: Path) -> Path:
-        url = await_remote_job(create=lambda: self._create(description), poll=self._poll,
-                               interval=LUMA_POLL_SECONDS, key=PROVIDER_ID, what=f"scene {scene_number}")
+        url = await_remote_job(
+            provider="luma", create=lambda: self._create(description), poll=self._poll,
+            interval=LUMA_POLL_SECONDS, key=PROVIDER_ID, what=f"scene {scene_number}",
+        )
         if not isinstance(url, str):
             raise PermanentError("Luma completed without a video", code="provider_failed")
         raw = download(self.client, url, work_dir / "luma.mp4")

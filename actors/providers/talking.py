@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from actors.context import current_stage
 from actors.errors import InvalidMedia, PermanentError
 from actors.ffmpeg import probe
+from actors.limits import provider_slot
 from actors.providers import LOCAL, pick
 from actors.providers.avatar import DIDAvatars, MouthSpot, read_mouth
 from actors.providers.remote import (
@@ -161,7 +162,7 @@ class DIDTalkingVideo:
         saved = ctx.saved("did_image_url")
         if saved:
             return str(saved)
-        with local_copy(avatar["image"]) as image:
+        with local_copy(avatar["image"]) as image, provider_slot("did"):
             uploader = DIDAvatars(self.client, self.base_url, self.api_key)
             return str(ctx.checkpoint("did_image_url", uploader.upload_image(image)))
 
@@ -195,9 +196,10 @@ class DIDTalkingVideo:
         source_url = self._source_url(avatar)
         audio_url = ctx.saved("did_audio_url")
         if not audio_url:
-            audio_url = ctx.checkpoint("did_audio_url", self._upload_audio(audio_path))
+            with provider_slot("did"):
+                audio_url = ctx.checkpoint("did_audio_url", self._upload_audio(audio_path))
         result_url = await_remote_job(
-            create=lambda: self._create(source_url, str(audio_url)), poll=self._poll,
+            provider="did", create=lambda: self._create(source_url, str(audio_url)), poll=self._poll,
             interval=DID_POLL_SECONDS, key=PROVIDER_ID, what="the talking video",
         )
         if not isinstance(result_url, str):

@@ -27,6 +27,7 @@ import httpx
 
 from actors.errors import InvalidInput, PermanentError
 from actors.ffmpeg import run_ffmpeg
+from actors.limits import provider_slot
 from actors.providers import LOCAL, choose
 from actors.providers.remote import checked, http_client, require_secret
 from conveyor.config import settings
@@ -137,12 +138,13 @@ class ElevenLabsSpeech:
 
     def synthesize(self, text: str, voice_id: str, out_path: Path) -> Path:
         """Write ``text`` spoken by ``voice_id`` to ``out_path`` (MP3)."""
-        response = self.client.post(
-            f"{self.base_url}/v1/text-to-speech/{voice_id}",
-            params={"output_format": "mp3_44100_128"},
-            headers={"xi-api-key": self.api_key, "Accept": "audio/mpeg"},
-            json={"text": text, "model_id": ELEVENLABS_MODEL},
-        )
+        with provider_slot("elevenlabs"):
+            response = self.client.post(
+                f"{self.base_url}/v1/text-to-speech/{voice_id}",
+                params={"output_format": "mp3_44100_128"},
+                headers={"xi-api-key": self.api_key, "Accept": "audio/mpeg"},
+                json={"text": text, "model_id": ELEVENLABS_MODEL},
+            )
         checked(response)
         if not response.content:
             raise PermanentError("ElevenLabs returned no audio", code="provider_failed")

@@ -21,6 +21,7 @@ import numpy as np
 
 from actors.context import current_stage
 from actors.errors import InvalidMedia, PermanentError
+from actors.limits import provider_slot
 from actors.providers import LOCAL, pick
 from actors.providers.remote import PROVIDER_ID, http_client, json_of, require_secret
 from actors.providers.tts import PIPER_VOICE, LocalVoice, synthesize_local
@@ -172,7 +173,7 @@ class ElevenLabsVoiceCloner:
         local = json.loads(LocalVoiceCloner().clone(audio_path, name))
         voice_id = ctx.saved(PROVIDER_ID)
         if not voice_id:
-            with audio_path.open("rb") as sample:
+            with audio_path.open("rb") as sample, provider_slot("elevenlabs"):
                 body = json_of(self.client.post(
                     f"{self.base_url}/v1/voices/add",
                     headers={"xi-api-key": self.api_key, "Accept": "application/json"},
