@@ -10,4 +10,10 @@ from pipelines.tracking import StageTracking
 if not any(isinstance(m, StageTracking) for m in broker.middleware):
     broker.add_middleware(StageTracking())
 
-from pipelines import builtin  # noqa: E402,F401 - registers the built-in pipelines
+from pipelines import (  # noqa: E402,F401
+    builtin,  # registers the built-in pipelines
+    stats,  # worker presence for /api/stats (installed below)
+    webhooks,  # the finished-job hook and the webhook delivery actor
+)
+
+stats.install(broker)

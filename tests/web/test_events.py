@@ -1,0 +1,91 @@
+"""The job event stream (Server-Sent Events) and its signed grants for EventSource."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from tests.support import wait_for_job
+from tests.web.conftest import submit
+
+
+def read_events(response, *, limit: float = 30.0) -> list[tuple[str, dict]]:
+    """Parse a streamed SSE response until it ends."""
+    events, buffer, deadline = [], "", time.monotonic() + limit
+    for chunk in response.response:
+        buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+            if "event" in fields:
+                events.append((fields["event"], json.loads(fields["data"])))
+        assert time.monotonic() < deadline, "the stream did not end"
+    return events
+
+
+def test_the_stream_sends_progress_and_ends_after_the_terminal_status(client, auth, stub_worker):
+    job = submit(client, auth, input={"items": 3, "sleep": 0.3})
+    response = client.get(f"/api/jobs/{job['id']}/events", headers=auth, buffered=False)
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    assert response.headers["Cache-Control"] == "no-cache"
+
+    events = read_events(response)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "status"
+    assert "progress" in kinds and "stage" in kinds
+    assert events[-1][0] == "status" and events[-1][1]["status"] == "completed"
+    progress = [data["progress"] for _, data in events]
+    assert progress == sorted(progress) and progress[-1] == 100.0
+    assert all(data["id"] == job["id"] for _, data in events)
+
+
+def test_the_stream_of_a_finished_job_sends_it_once_and_ends(client, auth, stub_worker):
+    job = submit(client, auth, input={"items": 1})
+    wait_for_job(job["id"])
+    events = read_events(client.get(f"/api/jobs/{job['id']}/events", headers=auth, buffered=False))
+    assert [(k, d["status"]) for k, d in events] == [("status", "completed")]
+
+
+def test_a_silent_stream_sends_keep_alive_comments(app, auth, user):
+    from web.events import job_stream
+
+    job = submit(app.test_client(), auth, input={"items": 1})  # no worker: it stays pending
+    with app.test_request_context():
+        stream = job_stream(job["id"], user.id, keep_alive=0.05, max_seconds=0.3)
+        chunks = list(stream)
+    assert chunks[0].startswith("retry: ") and "event: status" in chunks[0]
+    assert ": keep-alive\n\n" in chunks[1:]
+
+
+def test_an_event_grant_opens_the_stream_without_the_header(client, auth, stub_worker):
+    job = submit(client, auth, input={"items": 1})
+    other = submit(client, auth, input={"items": 1})
+    grant = client.post(f"/api/jobs/{job['id']}/events/grant", headers=auth)
+    assert grant.status_code == 201
+    url = grant.get_json()["url"]
+    assert url.startswith(f"/api/jobs/{job['id']}/events?access=")
+    assert "cvy_" not in url
+
+    events = read_events(client.get(url, buffered=False))
+    assert events[-1][1]["status"] == "completed"
+
+    # Not for another job, nor for another route
+    value = url.split("access=", 1)[1]
+    assert client.get(f"/api/jobs/{other['id']}/events?access={value}").status_code == 401
+    assert client.get(f"/api/jobs/{job['id']}?access={value}").status_code == 401
+
+
+def test_an_expired_event_grant_is_refused(app, client, auth, user):
+    job = submit(client, auth, input={"items": 1})
+
+    class HourAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 3600
+
+    value = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="conveyor-grant", signer=HourAgo).dumps({"u": user.id, "r": f"events:{job['id']}"})
+    response = client.get(f"/api/jobs/{job['id']}/events?access={value}")
+    assert response.status_code == 401
+    assert "expired" in response.get_json()["detail"]

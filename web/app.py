@@ -1,0 +1,111 @@
+"""The Flask application factory.
+
+Configuration comes in three layers: defaults from :func:`conveyor.config.settings` (the
+environment), then the ``config`` mapping given to :func:`create_app` (tests). The OpenAPI 3.1
+description is generated from the views' models by flask-openapi3 and served at
+``/api/openapi.json``; ``/api/docs`` is Swagger UI from the package's own files (no CDN).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, redirect, request
+from flask_limiter import Limiter
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.exceptions import TooManyRequests
+
+import pipelines  # noqa: F401 - sets up the broker and registers every pipeline
+from conveyor.config import settings
+from web import dashboard, events, files, jobs, ops, pipelines_api
+from web.auth import authenticate
+from web.errors import problem, register_error_handlers, validation_failed
+from web.schemas import ProblemOut
+
+#: bytes of multipart framing allowed on top of the upload limit (the exact limit is checked on the file).
+FORM_OVERHEAD = 64 * 1024
+
+
+class ConveyorAPI(OpenAPI):
+    """flask-openapi3's app, describing every error response as ``application/problem+json``."""
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()
+        problem_ref = {"$ref": "#/components/schemas/ProblemOut"}
+        self.spec_json["components"]["schemas"]["ProblemOut"] = ProblemOut.model_json_schema()
+        self.spec_json["components"]["schemas"].pop("ValidationErrorModel", None)
+        for path_item in self.spec_json["paths"].values():
+            for operation in path_item.values():
+                for status, response in (operation.get("responses") or {}).items():
+                    if status.startswith(("4", "5")) and status != "503":
+                        response["content"] = {"application/problem+json": {"schema": problem_ref}}
+
+
+def default_config() -> dict[str, Any]:
+    current = settings()
+    return {
+        "SECRET_KEY": current.secret_key,
+        "MAX_UPLOAD_BYTES": current.max_upload_bytes,
+        "JOB_RATE_LIMIT": current.job_rate_limit,
+        "RATELIMIT_STORAGE_URI": current.redis_url or "memory://",
+        "SWAGGER_CONFIG": {"validatorUrl": None, "persistAuthorization": False},
+    }
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web application."""
+    app = ConveyorAPI(
+        __name__,
+        info=Info(title="Conveyor", version="1",
+                  description="Durable background pipelines for slow AI media work. Every `/api/` route needs "
+                              "`Authorization: Bearer <token>`; errors are `application/problem+json`."),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        doc_prefix="/api",
+        doc_url="/openapi.json",
+        validation_error_callback=validation_failed,
+        validation_error_status=422,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's field order
+    app.config.update(default_config())
+    app.config.update(config or {})
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD
+
+    app.before_request(authenticate)
+    limiter = _rate_limiter(app)
+    for blueprint in (jobs.bp, events.bp, files.bp, pipelines_api.bp, ops.bp, ops.health_bp):
+        app.register_api(blueprint)
+    limit = limiter.limit(lambda: app.config["JOB_RATE_LIMIT"], methods=["POST"])
+    app.view_functions["jobs.create_job"] = limit(app.view_functions["jobs.create_job"])  # type: ignore[assignment]
+    app.register_blueprint(dashboard.bp)
+    app.add_url_rule("/api/docs", "docs", lambda: redirect("/api/swagger"))
+    register_error_handlers(app)
+    app.register_error_handler(TooManyRequests, lambda e: _too_many(limiter))
+    app.after_request(_security_headers)
+    return app
+
+
+def _rate_limiter(app: Flask) -> Limiter:
+    return Limiter(
+        lambda: g.get("user_id") or request.remote_addr or "anonymous",
+        app=app,
+        storage_uri=app.config["RATELIMIT_STORAGE_URI"],
+        strategy="sliding-window-counter",
+        headers_enabled=False,  # it would overwrite the 202's own Retry-After
+        swallow_errors=True,  # a broken limiter store must not stop job submissions
+        key_prefix="conveyor-ratelimit",
+    )
+
+
+def _too_many(limiter: Limiter) -> Response:
+    current = limiter.current_limit
+    wait = max(1, math.ceil(current.reset_at - time.time())) if current else 60
+    return problem(429, f"Too many jobs started; try again in {wait} s.", headers={"Retry-After": str(wait)})
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response

@@ -1,0 +1,108 @@
+"""The ``conveyor`` command line: run the service, manage users, and use the API.
+
+Commands that talk to a running service (``submit``, ``status``, ``jobs``, ``retry``,
+``cancel``) read ``CONVEYOR_URL`` (default ``http://127.0.0.1:$PORT``) and ``CONVEYOR_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from conveyor.config import ConfigError, settings
+
+
+@click.group()
+def main() -> None:
+    """Conveyor: durable background pipelines for slow AI media work."""
+    try:
+        settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def db() -> None:
+    """The job store's schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database to the newest schema."""
+    from pipelines.schema import upgrade
+
+    upgrade()
+    click.echo("database is up to date")
+
+
+@main.command()
+def reconcile() -> None:
+    """Re-send stage runs whose message or worker was lost (one pass)."""
+    from pipelines.reconciler import reconcile_once
+
+    click.echo(str(reconcile_once()))
+
+
+@main.command()
+@click.option("--processes", "-p", type=int, default=lambda: int(os.environ.get("WORKER_PROCESSES", "1")))
+@click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads)
+def worker(processes: int, threads: int) -> None:
+    """Run a worker: ``dramatiq pipelines`` with the configured processes and threads."""
+    args = [sys.executable, "-m", "dramatiq", "pipelines", "--processes", str(processes), "--threads",
+            str(threads), "--worker-shutdown-timeout", "25000"]
+    os.execv(sys.executable, args)
+
+
+
+def _port_default() -> int:
+    return settings().port
+
+
+@main.command()
+@click.option("--port", type=int, default=_port_default, help="Default: $PORT or 5000.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads, help="Worker threads.")
+def dev(port: int, host: str, threads: int) -> None:
+    """Run everything in one process: the web app and an embedded worker (SQLite and Redis under var/)."""
+    from pipelines.schema import upgrade
+    from web.devserver import run_dev
+
+    upgrade()
+    run_dev(host, port, threads)
+
+
+@main.command()
+@click.option("--port", type=int, default=_port_default, help="Default: $PORT or 5000.")
+def web(port: int) -> None:
+    """Run the web app under gunicorn (gevent workers; WEB_CONCURRENCY processes)."""
+    config = Path(__file__).with_name("gunicorn.conf.py")
+    args = [sys.executable, "-m", "gunicorn", "--config", str(config), "--bind", f"0.0.0.0:{port}",
+            "--no-control-socket", "web.app:create_app()"]
+    os.execv(sys.executable, args)
+
+
+@main.group()
+def users() -> None:
+    """Users and their API tokens."""
+
+
+@users.command("create")
+@click.argument("name")
+def users_create(name: str) -> None:
+    """Create a user; prints its token alone on the last line (it is shown only once)."""
+    from pipelines.users import create_user
+
+    user = create_user(name)
+    click.echo(f"Created user {user.name} ({user.id}). Its token:")
+    click.echo(user.token)
+
+
+from web import cli_client  # noqa: E402 - registers submit, status, jobs, retry and cancel
+
+cli_client.register(main)
+
+if __name__ == "__main__":
+    main()

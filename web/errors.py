@@ -1,0 +1,94 @@
+"""Every error as ``application/problem+json`` (RFC 9457): ``{"type", "title", "status", "detail", "errors"?}``."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from pipelines.files import FileTooLarge, StoredFileNotFound, UnsupportedFile
+from pipelines.jobs import IdempotencyConflict, InvalidJobInput, JobConflict, JobNotFound
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raised by a view to answer with a problem document."""
+
+    def __init__(self, status: int, detail: str | None = None, *, title: str | None = None,
+                 errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or title or str(status))
+        self.status, self.detail, self.title, self.errors, self.headers = status, detail, title, errors, headers
+
+
+def problem(status: int, detail: str | None = None, *, title: str | None = None,
+            errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> Response:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def validation_failed(exc: ValidationError) -> Response:
+    """flask-openapi3's callback for a request that failed its model: 400 for a body that is not JSON."""
+    if request.method in ("POST", "PUT", "PATCH") and request.mimetype != "multipart/form-data" \
+            and request.get_json(silent=True) is None:
+        return problem(400, "The request body must be valid JSON sent as application/json.",
+                       title="Malformed JSON")
+    errors = [{"field": ".".join(str(part) for part in e["loc"]) or "body", "message": e["msg"]}
+              for e in exc.errors()]
+    return problem(422, "The request has invalid fields.", title="Validation failed", errors=errors)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    if isinstance(exc.response, Response) and exc.response.mimetype == PROBLEM_JSON:
+        return exc.response  # already a problem (e.g. from validation_failed through abort)
+    status = exc.code or 500
+    headers = {}
+    allowed = getattr(exc, "valid_methods", None)
+    if status == 405 and allowed:
+        headers["Allow"] = ", ".join(allowed)
+    if status == 413:
+        limit = current_app.config.get("MAX_UPLOAD_BYTES")
+        return problem(413, f"The request is larger than the limit of {limit} bytes.", headers=headers)
+    return problem(status, exc.description if status != 404 else "No such resource.", headers=headers)
+
+
+def _unexpected(exc: Exception) -> Response:
+    logger.exception("Unhandled error on %s %s", request.method, request.path)
+    detail = f"{type(exc).__name__}: {exc}" if current_app.debug else "The server could not handle the request."
+    return problem(500, detail)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map HTTP errors and the engine's errors to problem documents."""
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Problem, lambda e: problem(e.status, e.detail, title=e.title, errors=e.errors,
+                                                          headers=e.headers))
+    app.register_error_handler(JobNotFound, lambda e: problem(404, "No such job."))
+    app.register_error_handler(StoredFileNotFound, lambda e: problem(404, "No such file."))
+    app.register_error_handler(JobConflict, lambda e: problem(409, str(e)))
+    app.register_error_handler(
+        InvalidJobInput, lambda e: problem(422, "The job request has invalid fields.", title="Validation failed",
+                                           errors=e.errors))
+    app.register_error_handler(
+        IdempotencyConflict,
+        lambda e: problem(422, str(e), title="Idempotency-Key reused",
+                          errors=[{"field": "Idempotency-Key", "message": str(e)}]))
+    app.register_error_handler(FileTooLarge, lambda e: problem(413, str(e)))
+    app.register_error_handler(UnsupportedFile, lambda e: problem(415, str(e)))
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,31 @@
+"""gunicorn settings of ``conveyor web`` (production).
+
+gevent workers: a request is a greenlet, not a thread, so an open event stream costs a few
+kilobytes and waits on Redis pub/sub without blocking anything; one process holds hundreds of
+streams while it keeps answering polls. psycopg 3 and redis-py yield to other greenlets once
+gevent has patched the standard library, which its worker does before loading the app.
+"""
+
+from __future__ import annotations
+
+import os
+
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+#: Open connections (event streams included) per worker process.
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+keepalive = 5
+timeout = 30
+graceful_timeout = 20
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+control_socket_disable = True
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
+    """Each worker opens its own database connections; none are inherited across the fork."""
+    from pipelines.db import dispose_all
+
+    dispose_all()

@@ -1,0 +1,103 @@
+"""``/api/jobs``: start, read, list, cancel and retry jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from flask import Response, current_app, request
+from flask_openapi3 import APIBlueprint, Tag
+
+from pipelines.jobs import cancel_job, get_job, list_jobs, retry_job, start_job
+from pipelines.models import TERMINAL_JOB
+from pipelines.webhooks import check_webhook_url
+from web.auth import STREAM_GRANT_SECONDS, current_user_id, grant_for
+from web.errors import Problem
+from web.schemas import GrantOut, JobIn, JobListOut, JobOut, JobPath, JobsQuery, ProblemOut
+
+SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+bp = APIBlueprint("jobs", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="jobs")], abp_security=SECURITY,
+                  abp_responses={401: ProblemOut})
+
+#: Longest Idempotency-Key accepted (characters).
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def poll_after(job: dict[str, Any]) -> int:
+    """Seconds a poller should wait before asking again about an unfinished job."""
+    eta = job.get("eta_seconds")
+    if job["status"] == "pending" or eta is None:
+        return 2
+    return 1 if eta < 10 else (2 if eta < 120 else 5)
+
+
+def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = False) -> Response:
+    """The job as JSON, with an ETag, and Retry-After while it is unfinished."""
+    body = json.dumps(job, separators=(",", ":"))
+    response = current_app.response_class(body, status=status, mimetype="application/json")
+    response.set_etag(hashlib.sha1(body.encode()).hexdigest()[:20])
+    response.headers["Cache-Control"] = "private, no-cache"
+    if job["status"] not in TERMINAL_JOB:
+        response.headers["Retry-After"] = str(poll_after(job))
+    if conditional:
+        response.make_conditional(request)
+    return response
+
+
+@bp.post("", responses={202: JobOut, 400: ProblemOut, 422: ProblemOut, 429: ProblemOut},
+         summary="Start a job",
+         description="Answers at once with 202 and the job; `Location` names it and `Retry-After` says when to "
+                     "poll. An `Idempotency-Key` header makes retries of this request safe: the same key and body "
+                     "return the same job, the same key with another body 422.")
+def create_job(body: JobIn) -> Response:
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
+        raise Problem(422, title="Validation failed", detail="The Idempotency-Key is too long.",
+                      errors=[{"field": "Idempotency-Key", "message": f"at most {MAX_IDEMPOTENCY_KEY} characters"}])
+    if body.webhook_url:
+        check_webhook_url(body.webhook_url)
+    job = start_job(pipeline=body.pipeline, input=body.input, user_id=current_user_id(),
+                    project_id=body.project_id, webhook_url=body.webhook_url, idempotency_key=key)
+    response = job_response(job, 202)
+    response.headers["Location"] = f"/api/jobs/{job['id']}"
+    response.headers.setdefault("Retry-After", "1")
+    return response
+
+
+@bp.get("", responses={200: JobListOut, 422: ProblemOut}, summary="List your jobs, newest first")
+def list_jobs_view(query: JobsQuery) -> dict[str, Any]:
+    jobs, cursor = list_jobs(user_id=current_user_id(), pipeline=query.pipeline, status=query.status,
+                             project_id=query.project_id, limit=query.limit, cursor=query.cursor)
+    return {"jobs": jobs, "next_cursor": cursor}
+
+
+@bp.get("/<job_id>", responses={200: JobOut, 304: None, 404: ProblemOut}, summary="Read a job",
+        description="One indexed read. Sends an `ETag` (304 for a matching `If-None-Match`) and, while the job "
+                    "is unfinished, `Retry-After`: the seconds to wait before polling again.")
+def read_job(path: JobPath) -> Response:
+    return job_response(get_job(path.job_id, user_id=current_user_id()), conditional=True)
+
+
+@bp.post("/<job_id>/cancel", responses={202: JobOut, 404: ProblemOut, 409: ProblemOut}, summary="Cancel a job")
+def cancel_job_view(path: JobPath) -> Response:
+    return job_response(cancel_job(path.job_id, user_id=current_user_id()), 202)
+
+
+@bp.post("/<job_id>/retry", responses={202: JobOut, 404: ProblemOut, 409: ProblemOut},
+         summary="Retry a failed or canceled job from the stage that did not finish")
+def retry_job_view(path: JobPath) -> Response:
+    return job_response(retry_job(path.job_id, user_id=current_user_id()), 202)
+
+
+@bp.post("/<job_id>/events/grant", responses={201: GrantOut, 404: ProblemOut},
+         summary="A short-lived URL of the job's event stream, for EventSource",
+         description="Browsers' EventSource cannot send an Authorization header. This answers a URL with a signed "
+                     f"`access` parameter that opens this job's event stream for you, usable for "
+                     f"{STREAM_GRANT_SECONDS} s.")
+def grant_events(path: JobPath) -> tuple[dict[str, Any], int]:
+    user_id = current_user_id()
+    get_job(path.job_id, user_id=user_id)  # 404 for a job that is not yours
+    grant = grant_for(f"events:{path.job_id}", user_id=user_id, path=f"/api/jobs/{path.job_id}/events",
+                      seconds=STREAM_GRANT_SECONDS)
+    return {"url": grant.url, "expires_in": grant.expires_in}, 201

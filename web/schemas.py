@@ -1,0 +1,148 @@
+"""Request and response models of the REST API; the OpenAPI description is generated from them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatusName = Literal["pending", "processing", "completed", "failed", "canceled"]
+
+
+class ProblemOut(BaseModel):
+    """An error (RFC 9457 problem details, ``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, str]] | None = Field(None, description="Each bad field: `{field, message}`.")
+
+
+class JobIn(BaseModel):
+    """A job request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(description="The name of a registered pipeline (see GET /api/pipelines).")
+    input: dict[str, Any] = Field(default_factory=dict, description="The pipeline's input (its `input_schema`).")
+    project_id: str | None = Field(None, max_length=100, description="Your own grouping key, for filtering.")
+    webhook_url: str | None = Field(None, max_length=2048,
+                                    description="https:// URL that receives the job JSON when it finishes.")
+
+
+class StageOut(BaseModel):
+    name: str
+    status: str
+    progress: float
+    attempts: int
+    items: dict[str, int] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class JobOut(BaseModel):
+    """A job."""
+
+    id: str
+    pipeline: str
+    status: JobStatusName
+    progress: float = Field(description="0–100; never decreases during one attempt.")
+    step: str | None = Field(description="What the job is doing, for people.")
+    eta_seconds: float | None
+    stages: list[StageOut]
+    input: dict[str, Any] | None
+    result: dict[str, Any] | None
+    errors: list[dict[str, Any]] = Field(description="Item failures the pipeline tolerated.")
+    error: dict[str, Any] | None = Field(description="`{stage, code, message}` of a failed job.")
+    project_id: str | None
+    attempt: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+
+
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+class JobPath(BaseModel):
+    job_id: str = Field(max_length=64)
+
+
+class JobsQuery(BaseModel):
+    pipeline: str | None = None
+    status: JobStatusName | None = None
+    project_id: str | None = None
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = None
+
+
+class GrantOut(BaseModel):
+    """A short-lived URL that opens one resource without the Authorization header (for browsers)."""
+
+    url: str
+    expires_in: int = Field(description="Seconds the grant can be used.")
+
+
+class PipelineOut(BaseModel):
+    name: str
+    description: str
+    stages: list[str]
+    input_schema: dict[str, Any] = Field(description="JSON Schema of the pipeline's input.")
+
+
+class PipelinesOut(BaseModel):
+    pipelines: list[PipelineOut]
+
+
+class FileForm(BaseModel):
+    file: Any = Field(json_schema_extra={"type": "string", "format": "binary"},
+                      description="Audio, video or an image; the kind is read from the content.")
+
+
+class FileOut(BaseModel):
+    """A stored file."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    url: str
+
+
+class FileLinkOut(FileOut):
+    link: str = Field(description="A URL that downloads the file without the Authorization header, for a while.")
+    expires_in: int
+
+
+class FilePath(BaseModel):
+    file_id: str = Field(max_length=64)
+
+
+class NotificationsQuery(BaseModel):
+    mark_seen: bool = Field(True, description="Mark the listed jobs seen (false: only look).")
+
+
+class NotificationsOut(BaseModel):
+    notifications: list[JobOut] = Field(description="Your finished jobs not listed before, oldest first.")
+
+
+class WebhookSecretOut(BaseModel):
+    secret: str = Field(description="The `whsec_` secret that signs your webhooks (Standard Webhooks).")
+
+
+class StatsOut(BaseModel):
+    jobs: dict[str, Any] = Field(description="Your jobs: `total`, `by_status`, `by_pipeline`.")
+    queues: dict[str, dict[str, int | None]] | None = Field(
+        description="Per queue: messages `ready`, `delayed` and `in_progress`.")
+    workers: dict[str, Any] = Field(description="Worker processes seen in the last `window_seconds`.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: str
+    broker: str
