@@ -336,7 +336,7 @@ function stageItem(stage) {
       el("span", { class: "muted small" }, `${(stage.progress || 0).toFixed(0)}%`),
       stage.attempts > 1 ? el("span", { class: "muted small" }, `${stage.attempts} attempts`) : ""),
     progressBar(stage, `Progress of stage ${stage.name}`),
-    items ? el("div", { class: "small", "data-items": "" },
+    items && (items.total || stage.status !== "pending") ? el("div", { class: "small", "data-items": "" },
       `${items.completed} of ${items.total} items done`, items.failed ? `, ${items.failed} failed` : "") : "",
     stage.started_at ? el("div", { class: "muted small" }, `started ${formatTime(stage.started_at)}`,
       stage.finished_at ? `, finished ${formatTime(stage.finished_at)}` : "") : "",

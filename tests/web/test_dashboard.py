@@ -1,0 +1,241 @@
+"""The dashboard end to end: `conveyor dev` on 127.0.0.1 (embedded broker and worker), driven in Debian's
+headless Chromium by Playwright (no browser download)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import IN_CI
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SAMPLE = ROOT / "samples" / "lecture.mp3"
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Server:
+    url: str
+    token: str
+    sign_in_link: str
+    env: dict[str, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``conveyor dev`` in a fresh var/ folder; its first-run sign-in link gives the token."""
+    var = tmp_path_factory.mktemp("dev")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CONVEYOR_") and k not in ("DATABASE_URL", "REDIS_URL", "STORAGE_URL")}
+    env.update(CONVEYOR_VAR_DIR=str(var), PYTHONPATH=str(ROOT), CONVEYOR_PROGRESS_INTERVAL="0.1")
+    log = (var / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "web.cli", "dev", "--port", str(port), "--threads", "4"],
+                               cwd=var, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        link = None
+        while link is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("conveyor dev did not start:\n" + (var / "server.log").read_text())
+            match = re.search(r"(http://\S+/#token=(\S+))", (var / "server.log").read_text())
+            if match:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        link = match.group(1)
+                        token = match.group(2)
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.2)
+        yield Server(url=url, token=token, sign_in_link=link, env=env)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        message = "Debian's chromium is not installed (apt-get install -y chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server: Server):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.requests_seen = []  # type: ignore[attr-defined]
+    page.on("request", lambda request: page.requests_seen.append(request.url))  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+def api(server: Server):
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=10)
+
+
+def wait_for_progress(page, selector: str, condition: str, timeout: float = 20_000) -> float:
+    """Wait until the progress bar matched by ``selector`` has ``aria-valuenow`` (``v``) meeting ``condition``."""
+    script = ("([selector]) => { const bar = document.querySelector(selector); if (!bar) return false; "
+              f"const v = +bar.getAttribute('aria-valuenow'); return ({condition}) ? v : false; }}")
+    return float(page.wait_for_function(script, arg=[selector], timeout=timeout).json_value())
+
+
+def progress_of(locator) -> float:
+    return float(locator.get_attribute("aria-valuenow"))
+
+
+def test_the_sign_in_link_stores_the_token_and_clears_the_address_bar(page, server: Server):
+    page.goto(server.sign_in_link)
+    page.get_by_role("heading", name="Jobs").wait_for()
+    assert "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('conveyor.token')") == server.token
+    # Without a token, the sign-in form shows; a pasted token signs in.
+    fresh = page.context.new_page()
+    fresh.goto(server.url + "/")
+    fresh.get_by_label("Token").fill(server.token)
+    fresh.get_by_role("button", name="Sign in").click()
+    fresh.get_by_role("heading", name="Jobs").wait_for()
+
+
+def test_a_job_started_from_the_form_shows_live_progress_and_its_result(page, server: Server):
+    page.goto(server.sign_in_link)
+    page.get_by_role("link", name="New job").first.click()
+    page.locator("#pipeline").select_option("demo")
+    page.locator("#field-items").fill("4")
+    page.locator("#field-sleep").fill("1.2")
+    page.locator("#field-fail_items").fill("2")
+    page.get_by_role("button", name="Start job").click()
+
+    # The job page follows the job live: the bar moves between 0 and 100 before the job ends
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    bar = page.get_by_role("progressbar", name="Job progress")
+    wait_for_progress(page, "[aria-label='Job progress']", "v > 0 && v < 100")
+    midway = progress_of(bar)
+    page.locator("[data-stage=work] [data-items]").wait_for()
+    page.locator("h1 .badge[data-status=completed]").wait_for(timeout=30_000)
+    assert progress_of(bar) == 100.0 >= midway
+
+    # Stage timeline with item counts, the tolerated failure, the result
+    assert page.locator("[data-stage=work] [data-items]").inner_text() == "3 of 4 items done, 1 failed"
+    assert "item 2" in page.locator("#item-errors").inner_text()
+    assert "double" in page.locator("#result").inner_text()
+    # Progress came over an event stream opened with a signed grant, never with the token in a URL
+    assert any("/events?access=" in url for url in page.requests_seen)
+    assert not any(server.token in url for url in page.requests_seen)
+
+    # The list shows it finished
+    page.get_by_role("link", name="← Jobs").click()
+    job_id = page.url.split("/")[-1] if "#/jobs/" in page.url else None
+    row_bar = page.locator("#jobs tbody tr").first.get_by_role("progressbar")
+    wait_for_progress(page, "#jobs tbody tr [role=progressbar]", "v === 100")
+    assert progress_of(row_bar) == 100.0
+    assert job_id is None  # we are back on the list
+
+
+def test_the_list_updates_running_jobs_live(page, server: Server):
+    with api(server) as client:
+        job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 3, "sleep": 1.5}}).json()
+    page.goto(server.sign_in_link)
+    row_bar = page.locator(f"tr[data-job-id='{job['id']}'] [role=progressbar]")
+    row_bar.wait_for()
+    seen = wait_for_progress(page, f"tr[data-job-id='{job['id']}'] [role=progressbar]", "v > 0 && v < 100")
+    assert 0 < seen < 100
+    wait_for_progress(page, f"tr[data-job-id='{job['id']}'] [role=progressbar]", "v === 100", timeout=30_000)
+    assert page.locator(f"tr[data-job-id='{job['id']}'] .badge").inner_text() == "completed"
+
+
+def test_cancel_and_retry_buttons(page, server: Server):
+    with api(server) as client:
+        job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 2, "sleep": 20}}).json()
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/jobs/{job['id']}")
+    page.get_by_role("button", name="Cancel").click()
+    page.locator("h1 .badge[data-status=canceled]").wait_for()
+    page.get_by_role("button", name="Retry").click()
+    page.locator("h1 .badge[data-status=processing]").wait_for()
+    with api(server) as client:
+        assert client.get(f"/api/jobs/{job['id']}").json()["attempt"] == 2
+        client.post(f"/api/jobs/{job['id']}/cancel")
+
+
+def test_a_result_file_gets_a_player_and_a_download_link(page, server: Server):
+    with api(server) as client:
+        stored = client.post("/api/files", files={"file": ("lecture.mp3", SAMPLE.read_bytes())}).json()
+        job = client.post("/api/jobs", json={"pipeline": "noop_chain", "input": {"audio": f"file:{stored['id']}"}}).json()
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/jobs/{job['id']}")
+    audio = page.locator("#result audio")
+    audio.wait_for(timeout=30_000)
+    source = audio.get_attribute("src")
+    assert source.startswith(f"/api/files/{stored['id']}?access=")
+    download = page.get_by_role("link", name="Download lecture.mp3")
+    response = page.request.get(server.url + download.get_attribute("href"))
+    assert response.status == 200
+    assert response.headers["content-type"] == "audio/mpeg"
+    assert response.body() == SAMPLE.read_bytes()
+
+
+def test_the_form_uploads_a_file_for_a_file_field(page, server: Server):
+    with api(server) as client:
+        pipelines = {p["name"]: p for p in client.get("/api/pipelines").json()["pipelines"]}
+    with_files = [
+        (name, field) for name, p in pipelines.items()
+        for field, schema in p["input_schema"].get("properties", {}).items()
+        if schema.get("format") == "conveyor-file" or "file:<id>" in schema.get("description", "")
+    ]
+    if not with_files:
+        pytest.skip("no registered pipeline takes a file input")
+    name, field = with_files[0]
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/new/{name}")
+    page.locator(f"#field-{field}").set_input_files(str(SAMPLE))
+    page.get_by_role("button", name="Start job").click()
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    job_id = page.url.split("/")[-1]
+    with api(server) as client:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        assert job["input"][field].startswith("file:")
+        client.post(f"/api/jobs/{job_id}/cancel")
+
+
+def test_queue_stats_page(page, server: Server):
+    page.goto(server.sign_in_link)
+    page.get_by_role("link", name="Queues").click()
+    page.locator("#queues tr[data-queue=default]").wait_for()
+    assert "Workers seen" in page.locator("#workers").inner_text()
+    assert int(page.locator("[data-count=completed]").inner_text()) >= 0
