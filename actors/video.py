@@ -141,8 +141,13 @@ def zoom_clip(
     return out_path
 
 
-def normalize_clip(in_path: Path, out_path: Path, *, fmt: ClipFormat = CLIP_FORMAT) -> Path:
+def normalize_clip(
+    in_path: Path, out_path: Path, *, fmt: ClipFormat = CLIP_FORMAT, narration: Path | None = None
+) -> Path:
     """Re-encode any video into :data:`CLIP_FORMAT` (letterboxed to size, silent audio added if none).
+
+    With ``narration``, that audio replaces the clip's own; when it runs longer than the clip,
+    the last frame is held until it ends.
 
     Raises:
       InvalidMedia: when the input has no video stream or ffmpeg cannot read it.
@@ -150,17 +155,27 @@ def normalize_clip(in_path: Path, out_path: Path, *, fmt: ClipFormat = CLIP_FORM
     info = probe(in_path)
     if not info.has_video:
         raise InvalidMedia("the clip has no video stream")
+    length = info.duration or 0.0
+    hold = ""
+    if narration is not None:
+        spoken = (probe(narration).duration or 0.0) + 0.5
+        if spoken > length:
+            hold = f",tpad=stop_mode=clone:stop_duration={spoken - length:.3f}"
+            length = spoken
     video = (
         f"[0:v]scale={fmt.width}:{fmt.height}:force_original_aspect_ratio=decrease,"
-        f"pad={fmt.width}:{fmt.height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fmt.fps},format=yuv420p[v]"
+        f"pad={fmt.width}:{fmt.height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fmt.fps}{hold},format=yuv420p[v]"
     )
-    if info.has_audio:
+    if narration is not None:
+        inputs = ["-i", str(in_path), "-i", str(narration)]
+        audio = f"[1:a]aresample={fmt.audio_rate},aformat=channel_layouts=mono,apad[a]"
+    elif info.has_audio:
         inputs = ["-i", str(in_path)]
         audio = f"[0:a]aresample={fmt.audio_rate},aformat=channel_layouts=mono[a]"
     else:
         inputs = ["-i", str(in_path), "-f", "lavfi", "-i", f"anullsrc=r={fmt.audio_rate}:cl=mono"]
         audio = "[1:a]anull[a]"
-    duration = ["-t", f"{info.duration:.3f}"] if info.duration else ["-shortest"]
+    duration = ["-t", f"{length:.3f}"] if length else ["-shortest"]
     run_ffmpeg(
         [*inputs, "-filter_complex", f"{video};{audio}", "-map", "[v]", "-map", "[a]", *duration,
          *_encode_args(fmt), str(out_path)]

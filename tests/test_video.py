@@ -64,6 +64,17 @@ def test_a_clip_from_elsewhere_is_normalized_with_silent_audio_added(tmp_path):
     assert info.duration == pytest.approx(1.0, abs=0.1)
 
 
+def test_a_narration_longer_than_the_clip_holds_its_last_frame(tmp_path):
+    source = tmp_path / "short.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=24", "-t", "1", "-pix_fmt", "yuv420p", str(source)])
+    info = probe(normalize_clip(source, tmp_path / "n.mp4", fmt=SMALL, narration=tone(tmp_path / "a.wav", 2.0)))
+    assert info.has_audio and info.duration == pytest.approx(2.5, abs=0.1)  # narration plus a pause
+    frames = list(read_frames(tmp_path / "n.mp4"))
+    held = np.abs(frames[-1].astype(int) - frames[-6].astype(int)).mean()
+    moving = np.abs(frames[0].astype(int) - frames[11].astype(int)).mean()
+    assert held < 1.0 < moving  # the last frame is held while the test pattern moved before
+
+
 def test_clips_are_joined_end_to_end(tmp_path):
     render_title_card("x", size=(640, 352)).save(tmp_path / "card.png")
     first = zoom_clip(tmp_path / "card.png", tmp_path / "1.mp4", duration=1.0, fmt=SMALL)

@@ -7,7 +7,8 @@ scene limit. There are never zero scenes for a non-empty script.
 The local clip is a title card of the scene's description with a slow zoom (ffmpeg ``zoompan``)
 and the description read aloud by the local voice. Luma Dream Machine generates a clip from the
 description as a prompt (``POST /dream-machine/v1/generations``, polled with ``GET .../{id}``:
-queued/dreaming/completed/failed). Every clip leaves here in :data:`actors.video.CLIP_FORMAT`.
+queued/dreaming/completed/failed) and the narration is laid over it, its last frame held while
+the narration runs on. Every clip leaves here in :data:`actors.video.CLIP_FORMAT`.
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ class LumaSceneVideo:
         if not isinstance(url, str):
             raise PermanentError("Luma completed without a video", code="provider_failed")
         raw = download(self.client, url, work_dir / "luma.mp4")
-        return normalize_clip(raw, work_dir / "scene.mp4")
+        narration = speak(description, work_dir, name="narration")
+        return normalize_clip(raw, work_dir / "scene.mp4", narration=narration)
 
 
 def scene_video_maker() -> LocalSceneVideo | LumaSceneVideo:
