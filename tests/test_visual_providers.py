@@ -291,6 +291,20 @@ def test_local_roto_cuts_out_the_moving_subject(tmp_path):
         assert image.size == (240, 144) and image.mode == "L"
 
 
+def test_local_roto_keeps_a_still_person_found_by_the_face(tmp_path):
+    # Given a second of a still portrait (nothing moves, so only the face can seed the cut)
+    video = tmp_path / "portrait.mp4"
+    run_ffmpeg(["-loop", "1", "-i", str(face_photo()), "-vf", "scale=192:224", "-r", "10", "-t", "1",
+                "-pix_fmt", "yuv420p", str(video)])
+    matte, mask = matte_local(video, tmp_path / "matte.mp4", tmp_path / "mask.png")
+    alpha = np.asarray(Image.open(mask)) / 255.0
+    # Then the face and the chest are kept, the sky beside the head is not
+    assert alpha[70:110, 80:110].mean() > 0.9  # the face
+    assert alpha[190:220, 60:130].mean() > 0.8  # the jacket
+    assert alpha[5:40, 150:190].mean() < 0.2  # the background right of the cap
+    assert probe(matte).duration == pytest.approx(1.0, abs=0.15)
+
+
 # --- cloud: Luma ---------------------------------------------------------------------------------
 
 

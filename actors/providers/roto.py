@@ -3,8 +3,9 @@
 The local provider segments with OpenCV's GrabCut. A background plate (the per-pixel median of
 frames spread over the clip) marks what changed in each frame; with a static camera and a moving
 subject that seeds GrabCut. Without a usable plate (a subject that hardly moves), the first frame
-starts from a rectangle (the subject inside the central area, touching the bottom edge at most)
-and each later frame from the previous frame's matte. It suits one subject on a distinct
+starts from the person whose face OpenCV's Haar cascade finds (face and mid-chest certain, body probable,
+the band above and beside the head background), else from a rectangle (the subject inside the
+central area, touching the bottom edge at most); each later frame starts from the previous matte. It suits one subject on a distinct
 background; it is not a learned matting model. Frames are segmented at :data:`PROCESS_WIDTH` px
 and the matte is scaled up with soft edges.
 
@@ -89,6 +90,34 @@ class GrabCutTracker:
         share = float(changed.mean())
         return changed if 0.002 < share < 0.7 else None
 
+    def _seed_from_face(self, frame: np.ndarray, mask: np.ndarray) -> bool:
+        """Seed ``mask`` for a person: the face is theirs, the body below it probably too.
+
+        Returns False when no face is found. The band above the head and beside it is background.
+        """
+        from PIL import Image
+
+        from actors.providers.avatar import find_face
+
+        face = find_face(Image.fromarray(frame))
+        if face is None:
+            return False
+        cv2 = self.cv2
+        height, width = mask.shape
+        x, y, w, h = face
+        mask[:] = cv2.GC_PR_BGD
+        body_top = y + h
+        mask[body_top:, max(0, x - int(1.2 * w)) : min(width, x + w + int(1.2 * w))] = cv2.GC_PR_FGD
+        mask[max(0, y - h // 3) : body_top, max(0, x - w // 8) : min(width, x + w + w // 8)] = cv2.GC_PR_FGD
+        mask[y + h // 6 : y + h - h // 6, x + w // 6 : x + w - w // 6] = cv2.GC_FGD
+        # The middle of the chest is the person's too: it teaches GrabCut the clothes' colours.
+        mask[min(height, body_top + h // 2) :, max(0, x - w // 4) : min(width, x + w + w // 4)] = cv2.GC_FGD
+        mask[: max(0, y - h // 2), :] = cv2.GC_BGD
+        beside = y + h // 2  # down to the mouth, what lies beside the head is not the person
+        mask[:beside, : max(0, x - w // 4)] = cv2.GC_BGD
+        mask[:beside, min(width, x + w + w // 4) :] = cv2.GC_BGD
+        return bool(((mask == cv2.GC_BGD) | (mask == cv2.GC_PR_BGD)).any())
+
     def segment(self, frame: np.ndarray) -> np.ndarray:
         """The foreground of ``frame`` (RGB) as a bool array."""
         cv2 = self.cv2
@@ -99,9 +128,12 @@ class GrabCutTracker:
         mask = np.zeros((height, width), np.uint8)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         if seed is None or not seed.any():
-            # No hint: the subject is assumed inside the central area, touching the bottom at most.
-            rect = (int(width * 0.08), int(height * 0.05), int(width * 0.84), height - int(height * 0.05) - 1)
-            cv2.grabCut(image, mask, rect, bgd, fgd, FIRST_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+            if self._seed_from_face(frame, mask):
+                cv2.grabCut(image, mask, None, bgd, fgd, FIRST_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+            else:
+                # No hint: the subject is assumed inside the central area, touching the bottom at most.
+                rect = (int(width * 0.08), int(height * 0.05), int(width * 0.84), height - int(height * 0.05) - 1)
+                cv2.grabCut(image, mask, rect, bgd, fgd, FIRST_ITERATIONS, cv2.GC_INIT_WITH_RECT)
         else:
             hint = seed | self.previous if self.previous is not None and changed is not None else seed
             hint_u8 = hint.astype(np.uint8)
