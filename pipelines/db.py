@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.config import settings
@@ -29,7 +29,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def _sqlite_begin(connection) -> None:
     # Take the write lock up front: a transaction that read first and writes later could otherwise
     # fail to upgrade its WAL snapshot. SQLite thus runs writers one at a time (embedded mode only).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -41,7 +42,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # No pre-ping: a connection broken by a database restart fails its transaction once, SQLAlchemy then
+    # discards the pool, and the engine's leases and reconciler re-run what that transaction carried.
+    return create_engine(url, pool_size=10, max_overflow=20)
 
 
 def get_engine() -> Engine:
@@ -61,6 +64,13 @@ def transaction() -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on error."""
     with _entry()[1].begin() as session:
         yield session
+
+
+@contextmanager
+def autocommit() -> Iterator[Connection]:
+    """A connection whose every statement commits by itself (for single conditional statements)."""
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        yield connection
 
 
 def dispose_all() -> None:

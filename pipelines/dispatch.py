@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 #: Message options the engine reads (see pipelines.tracking).
 RUN_OPTION, TOKEN_OPTION, JOB_OPTION = "conveyor_run", "conveyor_token", "conveyor_job"
+ITEMS_OPTION, FIRST_STEP_OPTION = "conveyor_items", "conveyor_first"
+
+#: Notice kinds, least to most significant; one notice per job and transaction carries the most significant.
+_NOTICE_RANK = {"progress": 0, "stage": 1, "status": 2}
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class Dispatch:
     token: str
     delay: float | None  #: s
     time_limit: float  #: s
+    items_total: int | None = None  #: the size of the fan-out this item belongs to
+    first_step: bool = False  #: its claim also marks the job as started
 
 
 @dataclass
@@ -44,31 +50,40 @@ class Outbox:
     """What a transaction wants sent after it commits: stage messages and job notifications."""
 
     dispatches: list[Dispatch] = field(default_factory=list)
-    notices: list[tuple[str, str]] = field(default_factory=list)  #: (job_id, event kind)
+    notices: dict[str, str] = field(default_factory=dict)  #: job_id -> the most significant event kind
     messages: list[dramatiq.Message] = field(default_factory=list)  #: other messages (e.g. webhooks)
 
     def notify(self, job_id: str, kind: str) -> None:
-        if (job_id, kind) not in self.notices:
-            self.notices.append((job_id, kind))
+        current = self.notices.get(job_id)
+        if current is None or _NOTICE_RANK[kind] > _NOTICE_RANK[current]:
+            self.notices[job_id] = kind
 
     def extend(self, other: Outbox) -> None:
         self.dispatches.extend(other.dispatches)
         self.messages.extend(other.messages)
-        for notice in other.notices:
-            self.notify(*notice)
+        for job_id, kind in other.notices.items():
+            self.notify(job_id, kind)
 
 
-def queue_run(run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None) -> None:
-    """Mark ``run`` queued under a fresh token and put its message in the outbox."""
-    run.status = RunStatus.QUEUED.value
-    run.dispatch_token = str(uuid.uuid4())
-    run.lease_until = None
-    run.due_at = utcnow() + timedelta(seconds=delay or 0)
-    run.updated_at = utcnow()
+def queued_state(actor_name: str, delay: float | None = None) -> dict[str, Any]:
+    """Column values of a run that is queued under a fresh token (its message sent after commit)."""
+    now = utcnow()
+    return {
+        "status": RunStatus.QUEUED.value, "dispatch_token": str(uuid.uuid4()), "lease_until": None,
+        "due_at": now + timedelta(seconds=delay or 0), "updated_at": now,
+        "queue": dramatiq.get_broker().get_actor(actor_name).queue_name,
+    }
+
+
+def queue_run(run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
+              items_total: int | None = None) -> None:
+    """Mark the loaded ``run`` queued under a fresh token and put its message in the outbox."""
     assert run.actor is not None
-    run.queue = dramatiq.get_broker().get_actor(run.actor).queue_name
+    for column, value in queued_state(run.actor, delay).items():
+        setattr(run, column, value)
     outbox.dispatches.append(
-        Dispatch(run.actor, run.input, run.job_id, run.id, run.dispatch_token, delay, policy.time_limit)
+        Dispatch(run.actor, run.input, run.job_id, run.id, run.dispatch_token or "", delay, policy.time_limit,
+                 items_total, run.step == 0)
     )
 
 
@@ -85,7 +100,8 @@ def send(outbox: Outbox) -> None:
             args=(d.payload,),
             time_limit=int(d.time_limit * 1000),
             message_key=d.token,
-            **{RUN_OPTION: d.run_id, TOKEN_OPTION: d.token, JOB_OPTION: d.job_id},
+            **{RUN_OPTION: d.run_id, TOKEN_OPTION: d.token, JOB_OPTION: d.job_id, ITEMS_OPTION: d.items_total,
+               FIRST_STEP_OPTION: d.first_step},
         )
         try:
             broker.enqueue(message, delay=int(d.delay * 1000) if d.delay else None)
@@ -96,5 +112,5 @@ def send(outbox: Outbox) -> None:
             broker.enqueue(plain)
         except Exception:
             logger.exception("Could not enqueue %s", plain.actor_name)
-    for job_id, kind in outbox.notices:
-        events.publish(job_id, kind)
+    if outbox.notices:
+        events.publish_many(outbox.notices)

@@ -12,16 +12,17 @@ Each function returns an :class:`Outbox` for the caller to send after committing
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from actors.errors import ErrorInfo, PollLater
 from pipelines import progress
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
-from pipelines.dispatch import Outbox, queue_run
+from pipelines.dispatch import Dispatch, Outbox, queue_run, queued_state
 from pipelines.models import (
     STEP_ROW,
     TERMINAL_RUN,
@@ -51,8 +52,32 @@ def pipeline_of(job: Job) -> Pipeline:
     return pipeline
 
 
+# Table-level statements for the hot path: they skip the ORM's per-object bookkeeping.
+RUNS, JOBS, EVENTS = StageRun.__table__, Job.__table__, JobEvent.__table__
+_INSERT_EVENT = EVENTS.insert()
+_CLAIM_JOB = (JOBS.update().where(JOBS.c.id == bindparam("job_id"), JOBS.c.status == JobStatus.PENDING.value)
+              .values(status=JobStatus.PROCESSING.value, started_at=bindparam("now"), updated_at=bindparam("now")))
+_CLAIM_RUN = (
+    RUNS.update()
+    .where(RUNS.c.id == bindparam("run_id"), RUNS.c.status == RunStatus.QUEUED.value,
+           RUNS.c.dispatch_token == bindparam("token"))
+    .values(status=RunStatus.PROCESSING.value, attempts=RUNS.c.attempts + 1, lease_until=bindparam("lease_until"),
+            updated_at=bindparam("now"), started_at=func.coalesce(RUNS.c.started_at, bindparam("now")))
+    .returning(RUNS.c.step, RUNS.c.item, RUNS.c.name, RUNS.c.attempts, RUNS.c.checkpoint, RUNS.c.started_at)
+)
+_COMPLETE_RUN = (
+    RUNS.update()
+    .where(RUNS.c.id == bindparam("run_id"), RUNS.c.status == RunStatus.PROCESSING.value,
+           RUNS.c.dispatch_token == bindparam("token"))
+    .values(status=bindparam("new_status"), output=bindparam("output"), progress=1.0,
+            finished_at=bindparam("now"), lease_until=None, error=None, updated_at=bindparam("now"),
+            duration=bindparam("duration"))
+    .returning(RUNS.c.step, RUNS.c.item, RUNS.c.attempts)
+)
+
+
 def record_event(session: Session, outbox: Outbox, job: Job, kind: str, **data: Any) -> None:
-    session.add(JobEvent(job_id=job.id, kind=kind, data=data))
+    session.execute(_INSERT_EVENT, {"job_id": job.id, "kind": kind, "data": data, "created_at": utcnow()})
     outbox.notify(job.id, kind)
 
 
@@ -88,6 +113,27 @@ def initial_summary(pipeline: Pipeline) -> list[dict[str, Any]]:
 # --- starting steps -------------------------------------------------------------------------------------
 
 
+def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    if len(rows) == 1:
+        return [session.execute(RUNS.insert().returning(RUNS.c.id), rows[0]).scalar_one()]
+    keys = set().union(*rows)  # one executemany needs the same columns in every row
+    rows = [{key: row.get(key) for key in keys} for row in rows]
+    result = session.execute(RUNS.insert().returning(RUNS.c.id, sort_by_parameter_order=True), rows)
+    return [r.id for r in result]
+
+
+def _queued_row(job: Job, index: int, item: int, name: str, actor: str, payload: Any, policy: RetryPolicy,
+                outbox: Outbox, items_total: int | None) -> tuple[dict[str, Any], Any]:
+    """A queued run's row, and a callback that adds its message to the outbox once its id is known."""
+    state = queued_state(actor)
+    row = {"job_id": job.id, "step": index, "item": item, "name": name, "actor": actor, "input": payload, **state}
+
+    def dispatch(run_id: int) -> None:
+        outbox.dispatches.append(Dispatch(actor, payload, job.id, run_id, state["dispatch_token"], None,
+                                          policy.time_limit, items_total, index == 0))
+    return row, dispatch
+
+
 def start_step(session: Session, job: Job, pipeline: Pipeline, index: int, step_input: Any) -> Outbox:
     """Create the runs of step ``index`` and queue the first of them."""
     outbox = Outbox()
@@ -96,12 +142,9 @@ def start_step(session: Session, job: Job, pipeline: Pipeline, index: int, step_
     update_summary(job, index, status="processing", started_at=_iso(now), finished_at=None, error=None)
     job.step = step.name.replace("_", " ").capitalize()
     if step.kind == "stage":
-        run = StageRun(job_id=job.id, step=index, item=STEP_ROW, name=step.name,
-                       actor=step.actors[0].actor_name, input=step_input)
-        session.add(run)
-        session.flush()
-        queue_run(run, step.policy_for(0), outbox)
-        record_event(session, outbox, job, "stage", stage=step.name, status="queued")
+        row, dispatch = _queued_row(job, index, STEP_ROW, step.name, step.actors[0].actor_name, step_input,
+                                    step.policy_for(0), outbox, None)
+        dispatch(_insert_runs(session, [row])[0])
         return outbox
 
     if step.kind == "fan_out":
@@ -111,24 +154,36 @@ def start_step(session: Session, job: Job, pipeline: Pipeline, index: int, step_
         items = list(step_input)
     else:
         items = [step_input] * len(step.actors)
-    session.add(StageRun(job_id=job.id, step=index, item=STEP_ROW, name=step.name,
-                         status=RunStatus.PROCESSING.value, started_at=now))
-    runs = [
-        StageRun(job_id=job.id, step=index, item=i, name=step.branches[i] if step.branches else step.name,
-                 actor=step.actor_for(i).actor_name, input=value)
-        for i, value in enumerate(items)
-    ]
-    session.add_all(runs)
-    session.flush()
-    update_summary(job, index, items={"total": len(runs), "completed": 0, "failed": 0})
-    record_event(session, outbox, job, "stage", stage=step.name, status="processing", items=len(runs))
-    if not runs:
+    cap = step.concurrency or len(items)
+    rows: list[dict[str, Any]] = [{"job_id": job.id, "step": index, "item": STEP_ROW, "name": step.name,
+                                   "status": RunStatus.PROCESSING.value, "started_at": now, "updated_at": now}]
+    dispatches = []
+    for i, value in enumerate(items):
+        name = step.branches[i] if step.branches else step.name
+        actor = step.actor_for(i).actor_name
+        if i < cap:
+            row, dispatch = _queued_row(job, index, i, name, actor, value, step.policy_for(i), outbox, len(items))
+            dispatches.append(dispatch)
+        else:
+            row, _ = {"job_id": job.id, "step": index, "item": i, "name": name, "actor": actor, "input": value,
+                      "status": RunStatus.WAITING.value, "updated_at": now}, None
+            dispatches.append(None)
+        rows.append(row)
+    ids = _insert_runs(session, rows)
+    for dispatch, run_id in zip(dispatches, ids[1:], strict=True):
+        if dispatch is not None:
+            dispatch(run_id)
+    update_summary(job, index, items={"total": len(items), "completed": 0, "failed": 0})
+    if not items:
         outbox.extend(finish_step(session, job, pipeline, index, []))
-        return outbox
-    cap = step.concurrency or len(runs)
-    for run in runs[:cap]:
-        queue_run(run, step.policy_for(run.item), outbox)
     return outbox
+
+
+def requeue_run(job: Job, run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
+                ) -> None:
+    """Queue a loaded run again (a retry, a wait, a rescue), telling a fan-out item its fan-out's size."""
+    total = (job.stages or [])[run.step].get("items") if run.item != STEP_ROW else None
+    queue_run(run, policy, outbox, delay=delay, items_total=(total or {}).get("total"))
 
 
 def _queue_waiting_items(session: Session, job: Job, step: Step, index: int, outbox: Outbox) -> None:
@@ -146,62 +201,63 @@ def _queue_waiting_items(session: Session, job: Job, step: Step, index: int, out
         if in_flight >= step.concurrency:
             break
         if run.status == RunStatus.WAITING.value:
-            queue_run(run, step.policy_for(run.item), outbox)
+            requeue_run(job, run, step.policy_for(run.item), outbox)
             in_flight += 1
 
 
 # --- running a stage ------------------------------------------------------------------------------------
 
 
-def claim(session: Session, job_id: str, run_id: int, token: str, lease_seconds: float) -> StageRun | None:
-    """Take a queued run for this message: ``None`` if the message is stale, duplicated or canceled."""
-    job = lock_job(session, job_id)
-    if job is None or job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
-        return None
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What the message that claimed a run needs to know of it."""
+
+    step: int
+    item: int
+    name: str
+    attempts: int
+    checkpoint: dict[str, Any] | None
+    started_at: datetime
+
+
+def claim(connection: Connection, job_id: str, run_id: int, token: str, lease_seconds: float, *,
+          first_step: bool) -> ClaimedRun | None:
+    """Take a queued run for this message: ``None`` if the message is stale, duplicated or canceled.
+
+    The run's status alone decides: canceling or failing a job cancels its queued runs in the same
+    transaction. One conditional statement, so it may run in autocommit; the job row is touched (first,
+    keeping the job-then-run lock order) only for the first step, while the job is still pending.
+    """
     now = utcnow()
-    claimed = session.execute(
-        update(StageRun)
-        .where(StageRun.id == run_id, StageRun.status == RunStatus.QUEUED.value, StageRun.dispatch_token == token)
-        .values(status=RunStatus.PROCESSING.value, attempts=StageRun.attempts + 1,
-                lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
-        .returning(StageRun.id)
-    ).first()
-    if claimed is None:
-        return None
-    run = session.get(StageRun, run_id, populate_existing=True)
-    assert run is not None
-    if run.started_at is None:
-        run.started_at = now
-    if job.status == JobStatus.PENDING.value:
-        job.status = JobStatus.PROCESSING.value
-        job.started_at = now
-    if run.item == STEP_ROW:
-        update_summary(job, run.step, status="processing", attempts=run.attempts)
-    job.updated_at = now
-    return run
+    if first_step:
+        connection.execute(_CLAIM_JOB, {"job_id": job_id, "now": now})
+    row = connection.execute(_CLAIM_RUN, {"run_id": run_id, "token": token, "now": now,
+                                          "lease_until": now + timedelta(seconds=lease_seconds)}).first()
+    return ClaimedRun(*row) if row is not None else None
 
 
-def complete(session: Session, job_id: str, run_id: int, token: str, output: Any) -> Outbox:
+def complete(session: Session, job_id: str, run_id: int, token: str, output: Any,
+             started_at: datetime | None = None) -> Outbox:
     """Record a stage's result and move the job on."""
     outbox = Outbox()
     job = lock_job(session, job_id)
-    run = _own_run(session, run_id, token)
-    if job is None or run is None:
+    if job is None:
         return outbox
     now = utcnow()
-    if job.status != JobStatus.PROCESSING.value:
-        run.status = RunStatus.CANCELED.value
-        run.finished_at = now
+    done = RunStatus.COMPLETED.value if job.status == JobStatus.PROCESSING.value else RunStatus.CANCELED.value
+    row = session.execute(_COMPLETE_RUN, {
+        "run_id": run_id, "token": token, "new_status": done, "now": now,
+        "output": output if done == RunStatus.COMPLETED.value else None,
+        "duration": (now - started_at).total_seconds() if started_at else None,
+    }).first()
+    if row is None or done != RunStatus.COMPLETED.value:
         return outbox
-    run.status, run.output, run.progress, run.finished_at = RunStatus.COMPLETED.value, output, 1.0, now
-    run.lease_until, run.error = None, None
-    run.duration = (now - run.started_at).total_seconds() if run.started_at else None
+    index, item, attempts = row
     pipeline = pipeline_of(job)
-    step = pipeline.steps[run.step]
-    if run.item == STEP_ROW:
-        return finish_step(session, job, pipeline, run.step, output)
-    count_item(job, run.step, "completed")
-    return _item_done(session, job, pipeline, step, run.step)
+    if item == STEP_ROW:
+        return finish_step(session, job, pipeline, index, output, attempts=attempts, run_is_step=True)
+    count_item(job, index, "completed")
+    return _item_done(session, job, pipeline, pipeline.steps[index], index)
 
 
 def _item_done(session: Session, job: Job, pipeline: Pipeline, step: Step, index: int) -> Outbox:
@@ -212,30 +268,34 @@ def _item_done(session: Session, job: Job, pipeline: Pipeline, step: Step, index
         _queue_waiting_items(session, job, step, index, outbox)
         progress.update_job_progress(session, job, pipeline, index, outbox)
         return outbox
-    runs = session.scalars(
-        select(StageRun).where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item >= 0)
-        .order_by(StageRun.item)
+    runs = session.execute(
+        select(StageRun.status, StageRun.output, StageRun.error)
+        .where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item >= 0).order_by(StageRun.item)
     ).all()
-    outputs = [r.output if r.status == RunStatus.COMPLETED.value else {"error": r.error} for r in runs]
+    outputs = [output if status == RunStatus.COMPLETED.value else {"error": error} for status, output, error in runs]
     joined: Any = dict(zip(step.branches, outputs, strict=True)) if step.kind == "parallel" else outputs
     outbox.extend(finish_step(session, job, pipeline, index, joined))
     return outbox
 
 
-def finish_step(session: Session, job: Job, pipeline: Pipeline, index: int, output: Any) -> Outbox:
-    """Mark step ``index`` completed with ``output`` and start the next step, or complete the job."""
+def finish_step(session: Session, job: Job, pipeline: Pipeline, index: int, output: Any, *,
+                attempts: int | None = None, run_is_step: bool = False) -> Outbox:
+    """Mark step ``index`` completed with ``output`` and start the next step, or complete the job.
+
+    ``run_is_step``: the caller already recorded the step's own run as completed (a plain stage).
+    """
     outbox = Outbox()
     now = utcnow()
-    step_row = session.scalars(
-        select(StageRun).where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item == STEP_ROW)
-    ).one()
-    if step_row.status != RunStatus.COMPLETED.value:
-        step_row.status, step_row.output, step_row.progress, step_row.finished_at = (
-            RunStatus.COMPLETED.value, output, 1.0, now)
-        if step_row.started_at and step_row.duration is None:
-            step_row.duration = (now - step_row.started_at).total_seconds()
-    update_summary(job, index, status="completed", progress=100.0, finished_at=_iso(now),
-                   attempts=step_row.attempts or 1)
+    if not run_is_step:
+        started = session.scalar(select(StageRun.started_at).where(
+            StageRun.job_id == job.id, StageRun.step == index, StageRun.item == STEP_ROW))
+        session.execute(
+            update(StageRun).where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item == STEP_ROW)
+            .values(status=RunStatus.COMPLETED.value, output=output, progress=1.0, finished_at=now, updated_at=now,
+                    duration=(now - started).total_seconds() if started else None),
+            execution_options={"synchronize_session": False},
+        )
+    update_summary(job, index, status="completed", progress=100.0, finished_at=_iso(now), attempts=attempts or 1)
     record_event(session, outbox, job, "stage", stage=pipeline.steps[index].name, status="completed")
     if index + 1 < len(pipeline.steps):
         progress.update_job_progress(session, job, pipeline, index + 1, outbox, fraction=0.0)
@@ -316,7 +376,7 @@ def fail(session: Session, job_id: str, run_id: int, token: str, exc: BaseExcept
         if run.waited + delay <= policy.max_wait:
             run.waited += delay
             run.attempts -= 1  # waiting on a provider spends no retry
-            queue_run(run, policy, outbox, delay=delay)
+            requeue_run(job, run, policy, outbox, delay=delay)
             return outbox
         info = ErrorInfo("provider_timeout", f"gave up waiting on the provider after {policy.max_wait:.0f}s",
                          False)
@@ -324,7 +384,7 @@ def fail(session: Session, job_id: str, run_id: int, token: str, exc: BaseExcept
     if info.transient and run.attempts <= policy.retries:
         delay = max(info.retry_after or 0.0, backoff(policy, run.attempts))
         run.error = info.as_dict()
-        queue_run(run, policy, outbox, delay=delay)
+        requeue_run(job, run, policy, outbox, delay=delay)
         if run.item == STEP_ROW:
             update_summary(job, run.step, attempts=run.attempts)
         record_event(session, outbox, job, "stage", stage=step.name, status="retrying", item=run.item,
@@ -336,6 +396,8 @@ def fail(session: Session, job_id: str, run_id: int, token: str, exc: BaseExcept
 def _run_failed(session: Session, job: Job, pipeline: Pipeline, step: Step, run: StageRun, info: ErrorInfo,
                 ) -> Outbox:
     run.status, run.error, run.finished_at, run.lease_until = RunStatus.FAILED.value, info.as_dict(), utcnow(), None
+    if run.item == STEP_ROW:
+        update_summary(job, run.step, attempts=run.attempts)
     if run.item != STEP_ROW and step.on_failure == "tolerate":
         job.errors = [*(job.errors or []), {"stage": step.name, "item": run.item, **info.as_dict()}]
         count_item(job, run.step, "failed")
@@ -351,7 +413,7 @@ def requeue(session: Session, job_id: str, run_id: int, token: str) -> Outbox:
     if job is None or run is None or job.status != JobStatus.PROCESSING.value:
         return outbox
     run.attempts -= 1
-    queue_run(run, pipeline_of(job).steps[run.step].policy_for(max(run.item, 0)), outbox)
+    requeue_run(job, run, pipeline_of(job).steps[run.step].policy_for(max(run.item, 0)), outbox)
     return outbox
 
 

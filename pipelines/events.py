@@ -29,18 +29,26 @@ def channel(job_id: str) -> str:
 
 def publish(job_id: str, kind: str) -> None:
     """Tell subscribers of ``job_id`` that it changed (``progress``, ``stage`` or ``status``)."""
-    notice = {"event": kind, "job_id": job_id}
+    publish_many({job_id: kind})
+
+
+def publish_many(notices: dict[str, str]) -> None:
+    """Publish ``{job_id: kind}`` notices, in one round trip to Redis."""
     client = redis_client(dramatiq.get_broker())
     if client is not None:
         try:
-            client.publish(channel(job_id), json.dumps(notice))
+            pipe = client.pipeline(transaction=False)
+            for job_id, kind in notices.items():
+                pipe.publish(channel(job_id), json.dumps({"event": kind, "job_id": job_id}))
+            pipe.execute()
         except Exception:  # a lost notice only delays a live view; polling still answers
-            logger.warning("Could not publish a %s notice for job %s", kind, job_id)
+            logger.warning("Could not publish %d job notice(s)", len(notices))
         return
-    with _lock:
-        subscribers = list(_local_subscribers.get(job_id, ()))
-    for subscriber in subscribers:
-        subscriber.put(notice)
+    for job_id, kind in notices.items():
+        with _lock:
+            subscribers = list(_local_subscribers.get(job_id, ()))
+        for subscriber in subscribers:
+            subscriber.put({"event": kind, "job_id": job_id})
 
 
 @contextmanager

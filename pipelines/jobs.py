@@ -16,12 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from pipelines import engine
 from pipelines.db import transaction
 from pipelines.definition import get_pipeline
-from pipelines.dispatch import Outbox, queue_run, send
+from pipelines.dispatch import Outbox, send
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
@@ -147,7 +147,7 @@ def _replay(job: Job, digest: str) -> dict[str, Any]:
 
 
 def _owned(session: Session, job_id: str, user_id: str | None, *, lock: bool = False) -> Job:
-    job = engine.lock_job(session, job_id) if lock else session.get(Job, job_id)
+    job = engine.lock_job(session, job_id) if lock else session.get(Job, job_id, options=[undefer("*")])
     if job is None or (user_id is not None and job.user_id != user_id):
         raise JobNotFound(job_id)
     return job
@@ -179,7 +179,9 @@ def list_jobs(
     if status is not None and status not in {s.value for s in JobStatus}:
         raise InvalidJobInput([{"field": "status", "message": f"unknown status {status!r}"}])
     limit = max(1, min(MAX_PAGE, limit))
-    query = select(Job).where(Job.user_id == user_id) if user_id is not None else select(Job)
+    query = select(Job).options(undefer("*"))
+    if user_id is not None:
+        query = query.where(Job.user_id == user_id)
     if pipeline:
         query = query.where(Job.pipeline == pipeline)
     if status:
@@ -256,7 +258,7 @@ def resume(session: Session, job: Job) -> Outbox:
     job.step = step.name.replace("_", " ").capitalize()
     if not step.has_items:
         row.attempts, row.error, row.waited, row.finished_at = 0, None, 0.0, None
-        queue_run(row, step.policy_for(0), outbox)
+        engine.requeue_run(job, row, step.policy_for(0), outbox)
         return outbox
     row.status, row.finished_at = RunStatus.PROCESSING.value, None
     items = list(session.scalars(
@@ -272,7 +274,7 @@ def resume(session: Session, job: Job) -> Outbox:
     in_flight = sum(1 for r in items if r.status in (RunStatus.QUEUED.value, RunStatus.PROCESSING.value))
     for run in items:
         if run.status == RunStatus.WAITING.value and in_flight < cap:
-            queue_run(run, step.policy_for(run.item), outbox)
+            engine.requeue_run(job, run, step.policy_for(run.item), outbox)
             in_flight += 1
     if completed == len(items):
         outbox.extend(engine._item_done(session, job, pipeline, step, index))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
@@ -19,7 +19,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """A job's status; reads the same in the database, JSON and events."""
 
     PENDING = "pending"
@@ -29,7 +29,7 @@ class JobStatus(str, Enum):
     CANCELED = "canceled"
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """A stage run's status. ``waiting`` = created, its message not sent yet (fan-out beyond the cap)."""
 
     WAITING = "waiting"
@@ -94,9 +94,10 @@ class Job(Base):
     eta_seconds: Mapped[float | None]
     eta_at: Mapped[datetime | None]  #: when eta_seconds was computed
     stages: Mapped[json_column]  #: per-step summary, kept current so a read costs one query
-    input: Mapped[json_column]
-    resolved_input: Mapped[json_column]  #: the input handed to the first stage (file ids resolved)
-    result: Mapped[json_column]
+    # Deferred: transitions lock and rewrite the job row many times and never need these.
+    input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
+    resolved_input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)  #: the first stage's input
+    result: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     errors: Mapped[json_column]  #: item failures tolerated by the pipeline
     error: Mapped[json_column]  #: {"stage", "code", "message"} of a failed job
     project_id: Mapped[str | None] = mapped_column(String(100))

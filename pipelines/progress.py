@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from actors.errors import ErrorInfo
 from pipelines import engine
 from pipelines.db import transaction
-from pipelines.dispatch import Outbox, queue_run, send
+from pipelines.dispatch import Outbox, send
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _rescue(job_id: str, run_id: int, token: str | None, *, expired_lease: bool)
             info = ErrorInfo("worker_lost", "the worker running this stage stopped, too many times", False)
             outbox = engine._run_failed(session, job, pipeline, step, run, info)
         else:
-            queue_run(run, policy, outbox)
+            engine.requeue_run(job, run, policy, outbox)
     send(outbox)
     return True
 

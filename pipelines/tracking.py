@@ -25,8 +25,16 @@ from actors.errors import JobCanceled, PollLater, classify
 from actors.stage import StageFailure
 from conveyor.config import settings
 from pipelines import engine, progress
-from pipelines.db import transaction
-from pipelines.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION, Outbox, send
+from pipelines.db import autocommit, transaction
+from pipelines.dispatch import (
+    FIRST_STEP_OPTION,
+    ITEMS_OPTION,
+    JOB_OPTION,
+    RUN_OPTION,
+    TOKEN_OPTION,
+    Outbox,
+    send,
+)
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 
 logger = logging.getLogger(__name__)
@@ -48,6 +56,7 @@ class ActiveRun:
     job_id: str
     run_id: int
     token: str
+    started_at: Any = None
 
 
 class RunReporter:
@@ -143,17 +152,17 @@ class StageTracking(Middleware):
         if run_id is None:
             return
         active = ActiveRun(message.options[JOB_OPTION], run_id, message.options[TOKEN_OPTION])
-        with transaction() as session:
-            run = engine.claim(session, active.job_id, run_id, active.token, self.lease_seconds)
-            if run is None:
-                raise SkipMessage("stale, duplicated or canceled stage message")
-            job = session.get(engine.Job, active.job_id)
-            total = (job.stages or [])[run.step].get("items", {}) if job else None
-            ctx = StageContext(
-                job_id=active.job_id, stage=run.name, item=None if run.item < 0 else run.item,
-                items_total=(total or {}).get("total"), attempt=run.attempts, checkpoint=run.checkpoint,
-                reporter=RunReporter(active, interval=settings().progress_interval_seconds), managed=True,
-            )
+        with autocommit() as connection:
+            run = engine.claim(connection, active.job_id, run_id, active.token, self.lease_seconds,
+                               first_step=bool(message.options.get(FIRST_STEP_OPTION)))
+        if run is None:
+            raise SkipMessage("stale, duplicated or canceled stage message")
+        active.started_at = run.started_at
+        ctx = StageContext(
+            job_id=active.job_id, stage=run.name, item=None if run.item < 0 else run.item,
+            items_total=message.options.get(ITEMS_OPTION), attempt=run.attempts, checkpoint=run.checkpoint,
+            reporter=RunReporter(active, interval=settings().progress_interval_seconds), managed=True,
+        )
         self.active[message.message_id] = active
         set_stage_context(ctx)
 
@@ -179,7 +188,7 @@ class StageTracking(Middleware):
     @staticmethod
     def _finish(session: Any, active: ActiveRun, result: Any, exception: BaseException | None) -> Outbox:
         if exception is None:
-            return engine.complete(session, active.job_id, active.run_id, active.token, result)
+            return engine.complete(session, active.job_id, active.run_id, active.token, result, active.started_at)
         if type(exception).__name__ == "Shutdown":
             return engine.requeue(session, active.job_id, active.run_id, active.token)
         info = None if isinstance(exception, PollLater) else classify(exception)
