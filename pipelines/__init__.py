@@ -11,8 +11,10 @@ if not any(isinstance(m, StageTracking) for m in broker.middleware):
     broker.add_middleware(StageTracking())
 
 from pipelines import (  # noqa: E402,F401
+    audio,  # lecture_notes, noise_removal, audio_clean, subtitles
     builtin,  # registers the built-in pipelines
     stats,  # worker presence for /api/stats (installed below)
+    visual,  # video_generation, persona, talking_video, color_grade, roto
     webhooks,  # the finished-job hook and the webhook delivery actor
 )
 

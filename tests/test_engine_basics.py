@@ -64,7 +64,7 @@ def test_progress_is_reported_with_a_step_text_and_never_decreases(stub_worker):
         if current["step"] and current["step"].startswith("Working on item"):
             assert current["stages"][1]["status"] == "processing"
     assert seen == sorted(seen)
-    assert 0 < len(set(seen))
+    assert any(0 < p < 100 for p in seen)  # progress was seen between start and end
     assert seen[-1] == 100.0
 
 
