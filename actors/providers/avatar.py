@@ -14,6 +14,7 @@ Avatar ids are strings:
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from functools import cache
@@ -38,6 +39,8 @@ MAX_PIXELS = 50_000_000  #: larger images are refused (decompression bombs)
 FACE_MARGIN = 1.9  #: the crop's side, in face widths
 _MOUTH_KEY = "conveyor:mouth"
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class MouthSpot:
@@ -50,13 +53,19 @@ class MouthSpot:
 
 @cache
 def _cascade() -> Any:
+    """OpenCV's bundled frontal-face Haar cascade, or None when this OpenCV has none.
+
+    opencv-python(-headless) 4.x ships the cascade files; 5.x dropped them and the class.
+    """
     import cv2
 
-    folder = cv2.data.haarcascades  # type: ignore[attr-defined]  # set by opencv-python's package
-    cascade = cv2.CascadeClassifier(folder + "haarcascade_frontalface_default.xml")
-    if cascade.empty():  # pragma: no cover - a broken OpenCV install
-        raise RuntimeError("OpenCV's frontal face cascade is missing (opencv-python-headless 4.x ships it)")
-    return cascade
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
+    path = Path(folder) / "haarcascade_frontalface_default.xml"
+    if not hasattr(cv2, "CascadeClassifier") or not path.is_file():
+        logger.warning("OpenCV %s has no Haar face cascade (use opencv-python-headless<5): "
+                       "avatars fall back to centre crops", cv2.__version__)
+        return None
+    return cv2.CascadeClassifier(str(path))
 
 
 def open_photo(path: Path) -> Image.Image:
@@ -81,7 +90,10 @@ def find_face(image: Image.Image) -> tuple[int, int, int, int] | None:
     small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     gray = cv2.equalizeHist(cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY))
     min_side = max(20, int(min(small.size) * 0.08))
-    faces = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+    cascade = _cascade()
+    if cascade is None:
+        return None
+    faces = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
     if len(faces) == 0:
         return None
     x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
