@@ -60,6 +60,7 @@ class Settings:
     provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
     base_urls: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
+    pipeline_modules: tuple[str, ...] = ()  #: your own pipelines' modules, imported with the built-in ones
     aws_access_key_id: str | None = None
     aws_region: str = "us-east-1"
     s3_endpoint_url: str | None = None
@@ -145,6 +146,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 "CONVEYOR_ENV=production needs " + ", ".join(missing) + "; see .env.example for each one"
             )
 
+    if env == "production" and environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"):
+        raise ConfigError("CONVEYOR_FETCH_ALLOW_LOOPBACK is for tests only; unset it in production")
+
     provider = {
         key[len("CONVEYOR_PROVIDER_") :].lower(): value.lower()
         for key, value in environ.items()
@@ -170,6 +174,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         provider=provider,
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},
         secrets={name: environ[var] for var, name in SECRET_VARIABLES.items() if environ.get(var)},
+        pipeline_modules=tuple(m.strip() for m in environ.get("CONVEYOR_PIPELINES", "").split(",") if m.strip()),
         aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
         aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",
         s3_endpoint_url=environ.get("S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,

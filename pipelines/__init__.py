@@ -19,3 +19,16 @@ from pipelines import (  # noqa: E402,F401
 )
 
 stats.install(broker)
+
+
+def _import_pipeline_modules() -> None:
+    """Import the modules named in CONVEYOR_PIPELINES, where developers declare their own pipelines."""
+    import importlib
+
+    from conveyor.config import settings
+
+    for name in settings().pipeline_modules:
+        importlib.import_module(name)
+
+
+_import_pipeline_modules()

@@ -77,6 +77,8 @@ def resolve_file_references(session: Session, data: Any, user_id: str | None, fi
         return {k: resolve_file_references(session, v, user_id, f"{field}.{k}" if field else k) for k, v in data.items()}
     if isinstance(data, list):
         return [resolve_file_references(session, v, user_id, f"{field}.{i}") for i, v in enumerate(data)]
+    if isinstance(data, str) and data.startswith(REF_PREFIX):
+        raise FileNotFound(field, data)  # internal references are never accepted from users
     if isinstance(data, str) and data.startswith(FILE_PREFIX):
         file_id = data[len(FILE_PREFIX) :]
         stored = session.get(StoredFile, file_id) if len(file_id) <= 36 else None

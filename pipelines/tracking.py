@@ -40,15 +40,16 @@ from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 logger = logging.getLogger(__name__)
 
 
-class _StageResultsAreKept(logging.Filter):
-    """Dramatiq warns that a returned value is discarded without its Results middleware; stage
-    results are not discarded (this middleware stores them), so that warning is noise here."""
+class _QuietExpectedWarnings(logging.Filter):
+    """Drop two Dramatiq warnings that are normal here: a stage's return value is not discarded (this
+    middleware stores it), and a skipped message is a stale or duplicate stage message doing nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Results middleware" not in record.getMessage()
+        text = record.getMessage()
+        return "Results middleware" not in text and not text.endswith("was skipped.")
 
 
-logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_StageResultsAreKept())
+logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_QuietExpectedWarnings())
 
 
 @dataclass
@@ -156,6 +157,7 @@ class StageTracking(Middleware):
             run = engine.claim(connection, active.job_id, run_id, active.token, self.lease_seconds,
                                first_step=bool(message.options.get(FIRST_STEP_OPTION)))
         if run is None:
+            logger.debug("Skipping stale, duplicated or canceled stage message %s", message.message_id)
             raise SkipMessage("stale, duplicated or canceled stage message")
         active.started_at = run.started_at
         ctx = StageContext(
