@@ -79,7 +79,7 @@ def stage_actor(
 
         name = actor_name or func.__name__
         _defaults[name] = StageDefaults(retries, min_backoff, max_backoff, time_limit, max_wait)
-        return dramatiq.actor(
+        return dramatiq.actor(  # type: ignore[call-overload]
             run,
             actor_name=name,
             queue_name=queue_name,

@@ -46,16 +46,16 @@ def run(database_url: str) -> None:
     from dramatiq.brokers.redis import RedisBroker
 
     import pipelines  # noqa: F401 - the engine's broker, middleware and pipelines
+    from actors.context import current_stage
+    from actors.stage import stage_actor
     from pipelines.db import dispose_all
     from pipelines.definition import Pipeline, fan_out, stage
     from pipelines.hooks import on_job_finished
     from pipelines.jobs import get_job, start_job
     from pipelines.schema import upgrade
-    from actors.context import current_stage
-    from actors.stage import stage_actor
 
     upgrade()
-    started = time.monotonic()
+
     marks: dict[tuple[str, int], float] = {}
     done_events: dict[str, threading.Event] = {}
 

@@ -96,13 +96,11 @@ def send(outbox: Outbox) -> None:
     broker = dramatiq.get_broker()
     for d in outbox.dispatches:
         actor = broker.get_actor(d.actor_name)
-        message = actor.message_with_options(
-            args=(d.payload,),
-            time_limit=int(d.time_limit * 1000),
-            message_key=d.token,
-            **{RUN_OPTION: d.run_id, TOKEN_OPTION: d.token, JOB_OPTION: d.job_id, ITEMS_OPTION: d.items_total,
-               FIRST_STEP_OPTION: d.first_step},
-        )
+        options: dict[str, Any] = {
+            "time_limit": int(d.time_limit * 1000), "message_key": d.token, RUN_OPTION: d.run_id,
+            TOKEN_OPTION: d.token, JOB_OPTION: d.job_id, ITEMS_OPTION: d.items_total, FIRST_STEP_OPTION: d.first_step,
+        }
+        message = actor.message_with_options(args=(d.payload,), **options)
         try:
             broker.enqueue(message, delay=int(d.delay * 1000) if d.delay else None)
         except Exception:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from actors.errors import ErrorInfo, PollLater
@@ -53,7 +53,9 @@ def pipeline_of(job: Job) -> Pipeline:
 
 
 # Table-level statements for the hot path: they skip the ORM's per-object bookkeeping.
-RUNS, JOBS, EVENTS = StageRun.__table__, Job.__table__, JobEvent.__table__
+RUNS: Table = StageRun.__table__  # type: ignore[assignment]
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
 _INSERT_EVENT = EVENTS.insert()
 _CLAIM_JOB = (JOBS.update().where(JOBS.c.id == bindparam("job_id"), JOBS.c.status == JobStatus.PENDING.value)
               .values(status=JobStatus.PROCESSING.value, started_at=bindparam("now"), updated_at=bindparam("now")))
@@ -372,7 +374,7 @@ def fail(session: Session, job_id: str, run_id: int, token: str, exc: BaseExcept
     policy = step.policy_for(max(run.item, 0))
 
     if isinstance(exc, PollLater) or (info is not None and info.rate_limited):
-        delay = exc.delay if isinstance(exc, PollLater) else max(1.0, info.retry_after or policy.min_backoff)
+        delay = exc.delay if isinstance(exc, PollLater) else max(1.0, (info and info.retry_after) or policy.min_backoff)
         if run.waited + delay <= policy.max_wait:
             run.waited += delay
             run.attempts -= 1  # waiting on a provider spends no retry

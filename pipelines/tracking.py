@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 from sqlalchemy import update
 
@@ -148,7 +149,7 @@ class StageTracking(Middleware):
             thread.stopped.set()
         self._threads.clear()
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         run_id = message.options.get(RUN_OPTION)
         if run_id is None:
             return
@@ -169,7 +170,7 @@ class StageTracking(Middleware):
         set_stage_context(ctx)
 
     def after_process_message(
-        self, broker: dramatiq.Broker, message: dramatiq.Message, *, result: Any = None,
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
         active = self.active.pop(message.message_id, None)

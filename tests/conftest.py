@@ -16,6 +16,5 @@ os.environ.setdefault("CONVEYOR_PROGRESS_INTERVAL", "0")
 os.environ.setdefault("CONVEYOR_LEASE_SECONDS", "3")
 os.environ.setdefault("CONVEYOR_RECONCILE_INTERVAL", "0.5")
 
-import pytest  # noqa: E402
 
 from tests.support import *  # noqa: E402,F401,F403 - shared fixtures
