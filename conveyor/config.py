@@ -60,6 +60,8 @@ class Settings:
     provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
     base_urls: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
+    worker_metrics: bool = False  #: serve Dramatiq's Prometheus metrics from each worker
+    log_format: str = "auto"  #: "json", "text", or "auto" (JSON in production)
     pipeline_modules: tuple[str, ...] = ()  #: your own pipelines' modules, imported with the built-in ones
     aws_access_key_id: str | None = None
     aws_region: str = "us-east-1"
@@ -174,6 +176,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         provider=provider,
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},
         secrets={name: environ[var] for var, name in SECRET_VARIABLES.items() if environ.get(var)},
+        log_format=environ.get("CONVEYOR_LOG_FORMAT", "auto").lower(),
+        worker_metrics=environ.get("CONVEYOR_WORKER_METRICS", "").lower() in ("1", "true", "yes"),
         pipeline_modules=tuple(m.strip() for m in environ.get("CONVEYOR_PIPELINES", "").split(",") if m.strip()),
         aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
         aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",

@@ -5,10 +5,19 @@ every pipeline, so ``dramatiq pipelines`` starts a complete worker.
 """
 
 from actors.broker import broker
+from conveyor.config import settings
+from conveyor.logs import configure_logging, use_json_logs
 from pipelines.tracking import StageTracking
 
+if use_json_logs():
+    configure_logging()
 if not any(isinstance(m, StageTracking) for m in broker.middleware):
     broker.add_middleware(StageTracking())
+if settings().worker_metrics:
+    from dramatiq.middleware.prometheus import Prometheus
+
+    if not any(isinstance(m, Prometheus) for m in broker.middleware):
+        broker.add_middleware(Prometheus())  # message counts and durations, served by each worker on :9191
 
 from pipelines import (  # noqa: E402,F401
     audio,  # lecture_notes, noise_removal, audio_clean, subtitles
@@ -24,8 +33,6 @@ stats.install(broker)
 def _import_pipeline_modules() -> None:
     """Import the modules named in CONVEYOR_PIPELINES, where developers declare their own pipelines."""
     import importlib
-
-    from conveyor.config import settings
 
     for name in settings().pipeline_modules:
         importlib.import_module(name)

@@ -25,6 +25,7 @@ from actors.context import StageContext, set_stage_context
 from actors.errors import JobCanceled, PollLater, classify
 from actors.stage import StageFailure
 from conveyor.config import settings
+from conveyor.logs import bind_stage, clear_stage
 from pipelines import engine, progress
 from pipelines.db import autocommit, transaction
 from pipelines.dispatch import (
@@ -168,6 +169,7 @@ class StageTracking(Middleware):
         )
         self.active[message.message_id] = active
         set_stage_context(ctx)
+        bind_stage(active.job_id, run.name, ctx.item)
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: MessageProxy, *, result: Any = None,
@@ -177,6 +179,7 @@ class StageTracking(Middleware):
         if active is None:
             return
         set_stage_context(None)
+        clear_stage()
         if isinstance(result, StageFailure):
             exception, result = result.exception, None
         try:
