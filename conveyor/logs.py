@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 from conveyor.config import settings
 
 
-def _redact_secrets(_logger, _name, event_dict: dict) -> dict:
+def _redact_secrets(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     secrets = settings().secret_values()
     if not secrets:
         return event_dict
@@ -35,7 +37,7 @@ def use_json_logs() -> bool:
 def configure_logging(*, level: int = logging.INFO, json: bool | None = None) -> None:
     """Route all logging through structlog's formatter (JSON or console), with secrets redacted."""
     json = use_json_logs() if json is None else json
-    shared = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,

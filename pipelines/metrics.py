@@ -64,5 +64,5 @@ class JobStoreCollector:
 def render_metrics() -> tuple[bytes, str]:
     """The metrics page and its content type."""
     registry = CollectorRegistry()
-    registry.register(JobStoreCollector())  # type: ignore[arg-type]
+    registry.register(JobStoreCollector())
     return generate_latest(registry), CONTENT_TYPE_LATEST
