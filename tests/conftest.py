@@ -13,7 +13,7 @@ _VAR = tempfile.mkdtemp(prefix="conveyor-tests-")
 os.environ.setdefault("CONVEYOR_BROKER", "stub")
 os.environ.setdefault("CONVEYOR_VAR_DIR", _VAR)
 os.environ.setdefault("CONVEYOR_PROGRESS_INTERVAL", "0")
-os.environ.setdefault("CONVEYOR_LEASE_SECONDS", "3")
+os.environ.setdefault("CONVEYOR_LEASE_SECONDS", "10")
 os.environ.setdefault("CONVEYOR_RECONCILE_INTERVAL", "0.5")
 
 

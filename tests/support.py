@@ -66,7 +66,7 @@ def stub_worker(stub_broker: dramatiq.Broker, db: str) -> Iterator[dramatiq.Work
     stub_broker.middleware[:] = [m for m in stub_broker.middleware if type(m).__name__ != "_WorkerMiddleware"]
 
 
-def wait_for_job(job_id: str, *, timeout: float = 30.0, status: tuple[str, ...] = TERMINAL) -> dict[str, Any]:
+def wait_for_job(job_id: str, *, timeout: float = 60.0, status: tuple[str, ...] = TERMINAL) -> dict[str, Any]:
     """Poll the job until its status is one of ``status``; fail the test after ``timeout`` s."""
     from pipelines.jobs import get_job
 
