@@ -8,21 +8,17 @@ description is generated from the views' models by flask-openapi3 and served at
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, g, redirect, request
-from flask_limiter import Limiter
+from flask import Flask, Response, redirect
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.exceptions import TooManyRequests
 
 import pipelines  # noqa: F401 - sets up the broker and registers every pipeline
 from conveyor.config import settings
-from web import dashboard, events, files, jobs, ops, pipelines_api
+from web import dashboard, events, files, jobs, ops, pipelines_api, ratelimit
 from web.auth import authenticate
-from web.errors import problem, register_error_handlers, validation_failed
+from web.errors import register_error_handlers, validation_failed
 from web.schemas import ProblemOut
 
 #: bytes of multipart framing allowed on top of the upload limit (the exact limit is checked on the file).
@@ -74,35 +70,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD
 
     app.before_request(authenticate)
-    limiter = _rate_limiter(app)
+    ratelimit.install(app)
     for blueprint in (jobs.bp, events.bp, files.bp, pipelines_api.bp, ops.bp, ops.health_bp):
         app.register_api(blueprint)
-    limit = limiter.limit(lambda: app.config["JOB_RATE_LIMIT"], methods=["POST"])
-    app.view_functions["jobs.create_job"] = limit(app.view_functions["jobs.create_job"])  # type: ignore[assignment]
     app.register_blueprint(dashboard.bp)
     app.add_url_rule("/api/docs", "docs", lambda: redirect("/api/swagger"))
     register_error_handlers(app)
-    app.register_error_handler(TooManyRequests, lambda e: _too_many(limiter))
     app.after_request(_security_headers)
     return app
-
-
-def _rate_limiter(app: Flask) -> Limiter:
-    return Limiter(
-        lambda: g.get("user_id") or request.remote_addr or "anonymous",
-        app=app,
-        storage_uri=app.config["RATELIMIT_STORAGE_URI"],
-        strategy="sliding-window-counter",
-        headers_enabled=False,  # it would overwrite the 202's own Retry-After
-        swallow_errors=True,  # a broken limiter store must not stop job submissions
-        key_prefix="conveyor-ratelimit",
-    )
-
-
-def _too_many(limiter: Limiter) -> Response:
-    current = limiter.current_limit
-    wait = max(1, math.ceil(current.reset_at - time.time())) if current else 60
-    return problem(429, f"Too many jobs started; try again in {wait} s.", headers={"Retry-After": str(wait)})
 
 
 def _security_headers(response: Response) -> Response:

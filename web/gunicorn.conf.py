@@ -25,7 +25,13 @@ control_socket_disable = True
 
 
 def post_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signature
-    """Each worker opens its own database connections; none are inherited across the fork."""
-    from pipelines.db import dispose_all
+    """With ``--preload``, drop database connections inherited from the master.
 
-    dispose_all()
+    Nothing is imported here: this hook runs before the gevent worker patches the standard
+    library, and a module imported now (psycopg, redis) would block the whole worker on I/O.
+    """
+    import sys
+
+    db = sys.modules.get("pipelines.db")
+    if db is not None:
+        db.dispose_all()

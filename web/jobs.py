@@ -14,6 +14,7 @@ from pipelines.models import TERMINAL_JOB
 from pipelines.webhooks import check_webhook_url
 from web.auth import STREAM_GRANT_SECONDS, current_user_id, grant_for
 from web.errors import Problem
+from web.ratelimit import check_job_rate
 from web.schemas import GrantOut, JobIn, JobListOut, JobOut, JobPath, JobsQuery, ProblemOut
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -55,9 +56,11 @@ def create_job(body: JobIn) -> Response:
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise Problem(422, title="Validation failed", detail="The Idempotency-Key is too long.",
                       errors=[{"field": "Idempotency-Key", "message": f"at most {MAX_IDEMPOTENCY_KEY} characters"}])
+    user_id = current_user_id()
+    check_job_rate(user_id)
     if body.webhook_url:
         check_webhook_url(body.webhook_url)
-    job = start_job(pipeline=body.pipeline, input=body.input, user_id=current_user_id(),
+    job = start_job(pipeline=body.pipeline, input=body.input, user_id=user_id,
                     project_id=body.project_id, webhook_url=body.webhook_url, idempotency_key=key)
     response = job_response(job, 202)
     response.headers["Location"] = f"/api/jobs/{job['id']}"
