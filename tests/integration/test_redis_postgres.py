@@ -92,3 +92,14 @@ def test_a_job_completes_after_redis_is_flushed_mid_job(worker):
     assert done["status"] == "completed"
     assert done["stages"][1]["items"] == {"total": 8, "completed": 8, "failed": 0}
     assert get_job(job["id"])["result"]["double"] == 2 * sum(i * i for i in range(8))
+
+
+def test_the_migrated_postgres_schema_matches_the_models():
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from pipelines.db import get_engine
+    from pipelines.models import Base
+
+    with get_engine().connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
