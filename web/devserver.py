@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 
 import click
 import dramatiq
@@ -41,6 +43,8 @@ def run_dev(host: str, port: int, threads: int) -> None:
     from web.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Exit normally on SIGTERM too, so exit hooks stop the embedded Redis server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     worker = start_embedded_worker(threads)
     app = create_app()
     link = first_user_link(host, port)

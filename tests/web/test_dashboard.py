@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support import IN_CI
+from tests.web.conftest import stop_embedded_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -75,6 +76,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+        stop_embedded_redis(var)
 
 
 @pytest.fixture(scope="module")
