@@ -70,7 +70,7 @@ class JobListOut(BaseModel):
 
 
 class JobPath(BaseModel):
-    job_id: str = Field(max_length=64)
+    job_id: str
 
 
 class JobsQuery(BaseModel):
@@ -120,7 +120,7 @@ class FileLinkOut(FileOut):
 
 
 class FilePath(BaseModel):
-    file_id: str = Field(max_length=64)
+    file_id: str
 
 
 class NotificationsQuery(BaseModel):

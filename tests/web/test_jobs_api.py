@@ -194,3 +194,10 @@ def test_too_many_job_creations_answer_429_with_retry_after(db, stub_broker, use
     # The limit is per user, and reading is not limited
     assert client.post("/api/jobs", json=body, headers=bearer(other_user)).status_code == 202
     assert client.get("/api/jobs", headers=bearer(user)).status_code == 200
+
+
+def test_an_id_of_any_shape_answers_404(client, auth):
+    for job_id in ("nope", "x" * 300, "00000000-0000-0000-0000-000000000000"):
+        response = client.get(f"/api/jobs/{job_id}", headers=auth)
+        assert response.status_code == 404
+        assert response.mimetype == "application/problem+json"
