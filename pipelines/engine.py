@@ -78,8 +78,13 @@ _COMPLETE_RUN = (
 )
 
 
+def _core(session: Session) -> Connection:
+    """The session's connection, for table-level statements: no autoflush of the job row before each."""
+    return session.connection()
+
+
 def record_event(session: Session, outbox: Outbox, job: Job, kind: str, **data: Any) -> None:
-    session.execute(_INSERT_EVENT, {"job_id": job.id, "kind": kind, "data": data, "created_at": utcnow()})
+    _core(session).execute(_INSERT_EVENT, {"job_id": job.id, "kind": kind, "data": data, "created_at": utcnow()})
     outbox.notify(job.id, kind)
 
 
@@ -117,10 +122,10 @@ def initial_summary(pipeline: Pipeline) -> list[dict[str, Any]]:
 
 def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     if len(rows) == 1:
-        return [session.execute(RUNS.insert().returning(RUNS.c.id), rows[0]).scalar_one()]
+        return [_core(session).execute(RUNS.insert().returning(RUNS.c.id), rows[0]).scalar_one()]
     keys = set().union(*rows)  # one executemany needs the same columns in every row
     rows = [{key: row.get(key) for key in keys} for row in rows]
-    result = session.execute(RUNS.insert().returning(RUNS.c.id, sort_by_parameter_order=True), rows)
+    result = _core(session).execute(RUNS.insert().returning(RUNS.c.id, sort_by_parameter_order=True), rows)
     return [r.id for r in result]
 
 
@@ -247,7 +252,7 @@ def complete(session: Session, job_id: str, run_id: int, token: str, output: Any
         return outbox
     now = utcnow()
     done = RunStatus.COMPLETED.value if job.status == JobStatus.PROCESSING.value else RunStatus.CANCELED.value
-    row = session.execute(_COMPLETE_RUN, {
+    row = _core(session).execute(_COMPLETE_RUN, {
         "run_id": run_id, "token": token, "new_status": done, "now": now,
         "output": output if done == RunStatus.COMPLETED.value else None,
         "duration": (now - started_at).total_seconds() if started_at else None,
@@ -408,14 +413,19 @@ def _run_failed(session: Session, job: Job, pipeline: Pipeline, step: Step, run:
 
 
 def requeue(session: Session, job_id: str, run_id: int, token: str) -> Outbox:
-    """Hand a run back unharmed (its worker is shutting down): it runs again at once, no retry spent."""
+    """Hand a run back unharmed (its worker is shutting down): no retry spent.
+
+    Its lease ends now and the reconciler of another worker queues it at its next pass. Its
+    message is not sent from here: while this process shuts down, its consumer and idle worker
+    threads still run and would take the message straight back.
+    """
     outbox = Outbox()
     job = lock_job(session, job_id)
     run = _own_run(session, run_id, token)
     if job is None or run is None or job.status != JobStatus.PROCESSING.value:
         return outbox
     run.attempts -= 1
-    requeue_run(job, run, pipeline_of(job).steps[run.step].policy_for(max(run.item, 0)), outbox)
+    run.lease_until = utcnow()
     return outbox
 
 
