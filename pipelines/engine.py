@@ -273,7 +273,9 @@ def _item_done(session: Session, job: Job, pipeline: Pipeline, step: Step, index
     items = job.stages[index]["items"]
     if items["completed"] + items["failed"] < items["total"]:
         _queue_waiting_items(session, job, step, index, outbox)
-        progress.update_job_progress(session, job, pipeline, index, outbox)
+        # Ended items count whole; running items' own progress is added by their progress reports.
+        ended = (items["completed"] + items["failed"]) / items["total"]
+        progress.update_job_progress(session, job, pipeline, index, outbox, fraction=ended)
         return outbox
     runs = session.execute(
         select(StageRun.status, StageRun.output, StageRun.error)
