@@ -100,6 +100,31 @@ def users_create(name: str) -> None:
     click.echo(user.token)
 
 
+@main.command()
+def clock() -> None:
+    """Run the clock process: the reconciler every few seconds and the retention clean-up hourly."""
+    import signal
+    import threading
+
+    import pipelines  # noqa: F401 - the broker the reconciler re-sends on
+    from pipelines.clock import run_clock
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo("clock: reconciling every %.1fs" % settings().reconcile_interval_seconds)
+    run_clock(stop)
+
+
+@main.command()
+@click.option("--threads", "-t", type=int, default=4, show_default=True, help="Worker threads.")
+def demo(threads: int) -> None:
+    """Turn the bundled sample lecture into notes, in embedded mode, with a progress bar."""
+    from web.demo import run_demo
+
+    sys.exit(run_demo(threads=threads))
+
+
 from web import cli_client  # noqa: E402 - registers submit, status, jobs, retry and cancel
 
 cli_client.register(main)
