@@ -112,7 +112,7 @@ def clock() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    click.echo("clock: reconciling every %.1fs" % settings().reconcile_interval_seconds)
+    click.echo(f"clock: reconciling every {settings().reconcile_interval_seconds:.1f}s")
     run_clock(stop)
 
 
