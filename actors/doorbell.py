@@ -11,17 +11,25 @@ costs the old wait.
 
 from __future__ import annotations
 
+import logging
 import time
 from uuid import uuid4
 
+import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis, dq_name
+from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
+
+logger = logging.getLogger(__name__)
 
 #: How many unconsumed tokens a doorbell keeps; bounds the wake-ups of idle consumers.
 DOORBELL_DEPTH = 8
 #: s; how long a consumer that has no free prefetch slot sleeps before looking again.
 BUSY_SLEEP = 0.005
+#: ms without a heartbeat after which a worker counts as gone, and the messages it fetched as lost.
+#: A running worker beats at every fetch (at least once per idle wait, about a second).
+WORKER_SILENCE = 10_000
 
 
 class DoorbellRedisBroker(RedisBroker):
@@ -56,11 +64,29 @@ class DoorbellRedisBroker(RedisBroker):
         self.client.blpop([self.doorbell_key(queue_name)], timeout=max(0.01, timeout_ms / 1000))
 
     def message_is_live(self, queue_name: str, message_key: str) -> bool:
-        """Whether the message stored under ``message_key`` is still queued, delayed or in work."""
+        """Whether the message stored under ``message_key`` is still queued, delayed or held by a live worker.
+
+        A fetched message stays stored until it is acknowledged. If the worker that fetched it
+        died (SIGKILL), it would count as live until Dramatiq's own clean-up gives it back, which
+        waits out a 60 s heartbeat timeout and then a maintenance pass run at random, often
+        minutes later: a message held only by workers silent for :data:`WORKER_SILENCE` is lost.
+        """
+        queues = (queue_name, dq_name(queue_name))
         pipe = self.client.pipeline(transaction=False)
-        pipe.hexists(f"{self.namespace}:{queue_name}.msgs", message_key)
-        pipe.hexists(f"{self.namespace}:{dq_name(queue_name)}.msgs", message_key)
-        return any(pipe.execute())
+        for queue in queues:
+            pipe.hexists(f"{self.namespace}:{queue}.msgs", message_key)
+        pipe.zrange(f"{self.namespace}:__heartbeats__", 0, -1, withscores=True)
+        *stored, beats = pipe.execute()
+        if not any(stored):
+            return False
+        pipe = self.client.pipeline(transaction=False)
+        for worker, _ in beats:
+            for queue in queues:
+                pipe.sismember(f"{self.namespace}:__acks__.{_text(worker)}.{queue}", message_key)
+        held = pipe.execute()
+        holders = [beat for i, (_, beat) in enumerate(beats) if any(held[2 * i:2 * i + 2])]
+        # Held by nobody: it waits in its queue. Held: live while one holder still beats.
+        return not holders or any(current_millis() - beat < WORKER_SILENCE for beat in holders)
 
 
 class _DoorbellConsumer(_RedisConsumer):
@@ -70,10 +96,36 @@ class _DoorbellConsumer(_RedisConsumer):
         self.idle_timeout = timeout
 
     def __next__(self):
-        message = super().__next__()
+        try:
+            message = super().__next__()
+        except DecodeError as exc:
+            # Dramatiq's consumer would die on it and restart, stranding the rest of its fetch
+            # unacknowledged (and counted live) until the worker exits; set it aside instead.
+            try:
+                self._dead_letter(exc.data)
+            except redis.ConnectionError as error:
+                raise ConnectionClosed(error) from None
+            return None
         if message is None:
             if self.outstanding_message_count < self.prefetch:
                 self.broker.wait_for_doorbell(self.queue_name, self.idle_timeout)
             else:
                 time.sleep(BUSY_SLEEP)
         return message
+
+    def _dead_letter(self, data: bytes) -> None:
+        """Move an undecodable message we fetched to the queue's dead letters, as a failed one would go."""
+        broker = self.broker
+        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        held = list(broker.client.smembers(acks))
+        bodies = broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", held) if held else []
+        message_id = next((_text(mid) for mid, body in zip(held, bodies, strict=True) if body == data), None)
+        if message_id is None:
+            logger.error("Dropped an undecodable message on queue %r", self.queue_name)
+            return
+        broker.do_nack(self.queue_name, message_id)
+        logger.error("Dead-lettered undecodable message %s on queue %r", message_id, self.queue_name)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,1 @@
+"""Reliability tests: faults against real worker processes, Redis and PostgreSQL (run in their own process)."""

@@ -1,0 +1,175 @@
+"""Reliability tests: faults injected into real worker processes, real Redis and real PostgreSQL.
+
+Like tests/integration, this folder runs in its own pytest process (``make test-reliability``):
+the environment is set here before any actor is imported. Each run gets its own PostgreSQL
+database (created, migrated, dropped at the end) and Redis database number 11 (flushed first);
+tests that stop or restart Redis start their own ``redis-server`` on a free port. Locally an
+unreachable service skips the tests; under CI=true it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import IN_CI
+
+REDIS_URL = os.environ.get("CONVEYOR_TEST_RELIABILITY_REDIS_URL", "redis://127.0.0.1:6379/11")
+POSTGRES_ADMIN_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: A provider key the workers hold; it must never surface in an error.
+CANARY_KEY = "luma-canary-" + uuid.uuid4().hex
+
+if "actors.broker" in sys.modules and os.environ.get("CONVEYOR_BROKER") == "stub":
+    raise pytest.UsageError("run tests/reliability in its own pytest process: make test-reliability")
+
+
+def _reachable() -> str | None:
+    import psycopg
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        return f"Redis at {REDIS_URL}: {exc}"
+    try:
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close()
+    except Exception as exc:
+        return f"PostgreSQL at {POSTGRES_ADMIN_URL}: {exc}"
+    return None
+
+
+_problem = _reachable()
+if _problem and IN_CI:
+    raise pytest.UsageError(f"CI=true but a service is down: {_problem}; .ci/run must start it")
+DATABASE_NAME = f"conveyor_rel_{uuid.uuid4().hex[:10]}"
+DATABASE_URL = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE_NAME
+SCRATCH = Path(tempfile.mkdtemp(prefix="conveyor-reliability-"))
+
+# Worker processes inherit this environment (the lease and reconciler pace are production's defaults).
+os.environ.update({
+    "CONVEYOR_BROKER": "redis",
+    "REDIS_URL": REDIS_URL,
+    "DATABASE_URL": DATABASE_URL,
+    "CONVEYOR_VAR_DIR": str(SCRATCH / "var"),
+    "STORAGE_URL": f"file://{SCRATCH / 'files'}",
+    "CONVEYOR_PIPELINES": "tests.reliability.faulty",
+    "CONVEYOR_TEST_EXECUTIONS": str(SCRATCH / "executions.jsonl"),
+    "CONVEYOR_PROGRESS_INTERVAL": "0.2",
+    "CONVEYOR_LEASE_SECONDS": "10",
+    "CONVEYOR_RECONCILE_INTERVAL": "2",
+    "LUMA_API_KEY": CANARY_KEY,
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    if _problem:
+        skip = pytest.mark.skip(reason=f"service unreachable: {_problem}")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reliability_services() -> Iterator[None]:
+    """Create this run's database and schema (through the migrations), flush this run's Redis db."""
+    if _problem:
+        yield
+        return
+    import psycopg
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+    from conveyor.config import configure
+    from pipelines.schema import upgrade
+
+    configure()
+    upgrade()
+    yield
+    from pipelines.db import dispose_all
+
+    dispose_all()
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """A factory of booted ``dramatiq pipelines`` processes logging to ``tmp_path``; all stopped after the test."""
+    from tests.integration.workers import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "worker", *, threads: int = 2, env: dict[str, str] | None = None,
+              args: tuple[str, ...] = (), wait: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(threads=threads, extra_env=env, log_path=tmp_path / f"{name}.log",
+                               extra_args=args)
+        started.append(worker)
+        if wait:
+            worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Path:
+    """A folder shared with the worker processes (gate and flag files)."""
+    return tmp_path
+
+
+@pytest.fixture
+def provider() -> Iterator[Callable[..., object]]:
+    """A factory of running Luma emulators (the paid provider stages call), all stopped after the test.
+
+    ``provider(done_after_polls=2, done_after_seconds=None)``: when a generation is done.
+    """
+    from tests.emulator import start_emulator
+    from tests.emulator.luma import luma_blueprint
+
+    started = []
+
+    def start(*, done_after_polls: int | None = 2, done_after_seconds: float | None = None):
+        blueprint = luma_blueprint()
+        # Set on the blueprint's own store: luma_blueprint(store) ignores an empty store (it is falsy).
+        blueprint.jobs.done_after_polls = done_after_polls
+        blueprint.jobs.done_after_seconds = done_after_seconds
+        emulator = start_emulator(blueprint)
+        started.append(emulator)
+        return emulator
+
+    yield start
+    for emulator in started:
+        emulator.stop()
+
+
+#: Figures the tests measured, printed at the end of the run.
+MEASURED: list[str] = []
+
+
+@pytest.fixture
+def measure() -> Callable[[str, float], None]:
+    """``measure(what, seconds)`` keeps a timing for the run's summary."""
+
+    def keep(what: str, seconds: float) -> None:
+        MEASURED.append(f"{what}: {seconds:.2f} s")
+
+    return keep
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if MEASURED:
+        terminalreporter.section("reliability: measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)
+
+
+from tests.reliability.services import private_redis  # noqa: E402,F401 - a fixture
