@@ -2,9 +2,9 @@
 
 The stream starts with the job as it is now (a ``status`` event), then sends ``progress``,
 ``stage`` and ``status`` events, each carrying the whole job JSON, and ends after a terminal
-status. Notices come from :mod:`pipelines.events` (Redis pub/sub, or in-process when
-embedded); on each, the job is read again (one query), so a lost or merged notice never
-leaves a client with stale data. A comment line every 15 s of silence keeps proxies from
+status. Notices come from :mod:`pipelines.streams` (Redis pub/sub shared by all streams of
+the process through one connection, or in-process queues without Redis); on each, the job is
+read again (one query), so a lost or merged notice never leaves a client with stale data. A comment line every 15 s of silence keeps proxies from
 closing the connection. Under gunicorn's gevent worker each open stream is a greenlet, so
 one web process holds hundreds of them.
 """
@@ -12,14 +12,16 @@ one web process holds hundreds of them.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 
-from pipelines import events
+from pipelines import streams
 from pipelines.jobs import JobNotFound, get_job
 from pipelines.models import TERMINAL_JOB
 from web.auth import current_user_id
@@ -36,6 +38,61 @@ MAX_STREAM_SECONDS = 30 * 60
 RECONNECT_MS = 3000
 
 
+@dataclass
+class _Read:
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    job: dict[str, Any] | None = None
+    error: Exception | None = None
+
+
+class SharedReads:
+    """One job read shared by every stream of this process that got the same notice.
+
+    A notice reaches each stream following the job; without sharing, N streams would read the
+    same row N times at once. A read that *started* after the notice arrived reflects the change
+    it announces (notices are published after commit), so a stream may take such a read's
+    result instead of making its own.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reads: dict[tuple[str, str], _Read] = {}
+
+    def after(self, job_id: str, user_id: str, since: float) -> dict[str, Any]:
+        key = (job_id, user_id)
+        with self.lock:
+            current = self.reads.get(key)
+            if current is not None and current.started >= since:
+                leader = False
+            else:
+                current = self.reads[key] = _Read(started=time.monotonic())
+                leader = True
+        if leader:
+            try:
+                current.job = get_job(job_id, user_id=user_id)
+            except Exception as exc:  # shared with the followers, raised in each
+                current.error = exc
+            finally:
+                current.done.set()
+        else:
+            current.done.wait()
+        if current.error is not None:
+            raise current.error
+        assert current.job is not None
+        return current.job
+
+    def forget(self, job_id: str, user_id: str) -> None:
+        """Drop the job's finished read (a stream of it ended)."""
+        with self.lock:
+            read = self.reads.get((job_id, user_id))
+            if read is not None and read.done.is_set():
+                self.reads.pop((job_id, user_id), None)
+
+
+shared_reads = SharedReads()
+
+
 def sse(kind: str, job: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(job, separators=(',', ':'))}\n\n"
 
@@ -44,7 +101,14 @@ def job_stream(job_id: str, user_id: str, *, keep_alive: float = KEEP_ALIVE,
                max_seconds: float = MAX_STREAM_SECONDS) -> Iterator[str]:
     """The event stream's text; subscribes before the first read so no change falls in between."""
     deadline = time.monotonic() + max_seconds
-    with events.subscribe(job_id, timeout=keep_alive) as notices:
+    try:
+        yield from _stream(job_id, user_id, keep_alive, deadline)
+    finally:
+        shared_reads.forget(job_id, user_id)
+
+
+def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> Iterator[str]:
+    with streams.subscribe(job_id, timeout=keep_alive) as notices:
         job = get_job(job_id, user_id=user_id)
         yield f"retry: {RECONNECT_MS}\n" + sse("status", job)
         if job["status"] in TERMINAL_JOB:
@@ -55,7 +119,7 @@ def job_stream(job_id: str, user_id: str, *, keep_alive: float = KEEP_ALIVE,
                 yield ": keep-alive\n\n"
             else:
                 try:
-                    job = get_job(job_id, user_id=user_id)
+                    job = shared_reads.after(job_id, user_id, notice.get("received_at", time.monotonic()))
                 except JobNotFound:
                     return
                 # A status change is sent as a status event even when a stage notice came first.

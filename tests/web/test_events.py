@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
@@ -89,3 +90,40 @@ def test_an_expired_event_grant_is_refused(app, client, auth, user):
     response = client.get(f"/api/jobs/{job['id']}/events?access={value}")
     assert response.status_code == 401
     assert "expired" in response.get_json()["detail"]
+
+
+def test_streams_that_got_the_same_notice_share_one_read_of_the_job(client, auth, user):
+    from sqlalchemy import event
+
+    from pipelines.db import get_engine
+    from web.events import SharedReads
+
+    job = submit(client, auth, input={"items": 1})
+    reads = SharedReads()
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if "FROM jobs" in statement:
+            statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        # Given a notice that arrived now, 20 streams of the job ask for the job after it
+        notice_at = time.monotonic()
+        results: list[dict] = []
+        threads = [threading.Thread(target=lambda: results.append(reads.after(job["id"], user.id, notice_at)))
+                   for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # Then they got the job from far fewer reads than streams
+        assert len(results) == 20 and all(r["id"] == job["id"] for r in results)
+        shared = len(statements)
+        assert 1 <= shared < 20
+
+        # And a later notice gets a fresh read
+        reads.after(job["id"], user.id, time.monotonic())
+        assert len(statements) == shared + 1
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
