@@ -60,6 +60,7 @@ class Settings:
     provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
     base_urls: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
+    metrics_token: str | None = None  #: when set, /metrics needs it as a bearer token
     worker_metrics: bool = False  #: serve Dramatiq's Prometheus metrics from each worker
     log_format: str = "auto"  #: "json", "text", or "auto" (JSON in production)
     pipeline_modules: tuple[str, ...] = ()  #: your own pipelines' modules, imported with the built-in ones
@@ -177,6 +178,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},
         secrets={name: environ[var] for var, name in SECRET_VARIABLES.items() if environ.get(var)},
         log_format=environ.get("CONVEYOR_LOG_FORMAT", "auto").lower(),
+        metrics_token=environ.get("CONVEYOR_METRICS_TOKEN") or None,
         worker_metrics=environ.get("CONVEYOR_WORKER_METRICS", "").lower() in ("1", "true", "yes"),
         pipeline_modules=tuple(m.strip() for m in environ.get("CONVEYOR_PIPELINES", "").split(",") if m.strip()),
         aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from actors.errors import ErrorInfo, PollLater
@@ -311,8 +311,8 @@ def finish_step(session: Session, job: Job, pipeline: Pipeline, index: int, outp
         outbox.extend(start_step(session, job, pipeline, index + 1, output))
         return outbox
     job.result = finalize_result(session, job, output)
+    job.progress, job.step = 100.0, "Done"
     _finish_job(session, job, JobStatus.COMPLETED, outbox)
-    job.progress, job.step, job.eta_seconds = 100.0, "Done", 0.0
     return outbox
 
 
@@ -340,10 +340,16 @@ def fail_job(session: Session, job: Job, stage_name: str, info: ErrorInfo) -> Ou
 
 
 def _cancel_open_runs(session: Session, job: Job) -> None:
+    """Cancel the runs not started, and close fan-out and parallel step rows (they carry no message).
+
+    Running stages stay ``processing`` until they end; then their outcome is discarded.
+    """
     session.execute(
         update(StageRun)
         .where(StageRun.job_id == job.id,
-               StageRun.status.in_([RunStatus.WAITING.value, RunStatus.QUEUED.value]))
+               or_(StageRun.status.in_([RunStatus.WAITING.value, RunStatus.QUEUED.value]),
+                   and_(StageRun.item == STEP_ROW, StageRun.actor.is_(None),
+                        StageRun.status == RunStatus.PROCESSING.value)))
         .values(status=RunStatus.CANCELED.value, updated_at=utcnow())
     )
 

@@ -1,10 +1,16 @@
-"""Operations: ``/api/stats``, ``/api/notifications``, ``/api/webhooks/secret`` and ``/healthz``."""
+"""Operations: ``/api/stats``, ``/api/notifications``, ``/api/webhooks/secret``, ``/healthz`` and ``/metrics``."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import hmac
+
+from flask import Response, abort, request
 from flask_openapi3 import APIBlueprint, Tag
+
+from conveyor.config import settings
+from pipelines.metrics import render_metrics
 
 from pipelines.stats import health, stats
 from pipelines.webhooks import unseen_finished_jobs, webhook_secret
@@ -48,3 +54,16 @@ def read_webhook_secret() -> dict[str, Any]:
 def healthz() -> tuple[dict[str, Any], int]:
     report = health()
     return report, 200 if report["status"] == "ok" else 503
+
+
+@health_bp.get("/metrics", summary="Prometheus metrics: jobs by status, stage durations, queue lag and depth",
+               doc_ui=False)
+def metrics() -> Response:
+    """Aggregates only, no user data; set CONVEYOR_METRICS_TOKEN to require it as a bearer token."""
+    expected = settings().metrics_token
+    if expected:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            abort(401)
+    body, content_type = render_metrics()
+    return Response(body, content_type=content_type)
