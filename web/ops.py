@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import hmac
+from typing import Any
 
 from flask import Response, abort, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from conveyor.config import settings
 from pipelines.metrics import render_metrics
-
 from pipelines.stats import health, stats
 from pipelines.webhooks import unseen_finished_jobs, webhook_secret
 from web.auth import current_user_id
