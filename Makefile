@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo dev lint typecheck test test-unit test-integration bench clean
+.PHONY: install demo dev lint typecheck test test-unit test-integration test-reliability bench clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,20 +21,24 @@ dev: $(INSTALLED)
 	$(VENV)/bin/conveyor dev
 
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check actors pipelines web conveyor tests bench scripts
+	$(VENV)/bin/ruff check actors pipelines web conveyor tests bench scripts examples
 
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy
 
 test-unit: $(INSTALLED)
-	$(PY) -m pytest tests --ignore=tests/integration -q
+	$(PY) -m pytest tests --ignore=tests/integration --ignore=tests/reliability -q
 
 # Real Redis and PostgreSQL, real worker processes; a separate pytest process because the
 # broker is chosen when the actors are first imported.
 test-integration: $(INSTALLED)
 	$(PY) -m pytest tests/integration -q
 
-test: lint typecheck test-unit test-integration
+# Faults injected into real workers, Redis and PostgreSQL (each in its own pytest process too).
+test-reliability: $(INSTALLED)
+	$(PY) -m pytest tests/reliability -q
+
+test: lint typecheck test-unit test-integration test-reliability
 
 bench: $(INSTALLED)
 	$(PY) bench/run_all.py
