@@ -25,6 +25,7 @@ from pipelines.dispatch import Outbox, send
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
+from pipelines.urls import url_errors
 
 #: Most jobs one list call returns.
 MAX_PAGE = 100
@@ -97,10 +98,13 @@ def start_job(
     """Accept a job: validate, write the job and its first run, then send the first message.
 
     Raises:
-      InvalidJobInput: unknown pipeline or bad input (field errors).
+      InvalidJobInput: unknown pipeline, bad input or a URL that may not be fetched (field errors).
       IdempotencyConflict: the key was used before with another body.
     """
     data = validate_input(pipeline, input)
+    refused = url_errors(data)  # before the transaction: vetting may resolve names
+    if refused:
+        raise InvalidJobInput(refused)
     definition = get_pipeline(pipeline)
     assert definition is not None
     digest = _request_hash(pipeline=pipeline, input=input, project_id=project_id, webhook_url=webhook_url)
