@@ -127,10 +127,11 @@ def scratch(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def provider() -> Iterator[Callable[..., object]]:
+def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]:
     """A factory of running Luma emulators (the paid provider stages call), all stopped after the test.
 
-    ``provider(done_after_polls=2, done_after_seconds=None)``: when a generation is done.
+    ``provider(done_after_polls=2, done_after_seconds=None)``: when a generation is done. Workers
+    started afterwards find the emulator at their ``LUMA_BASE_URL``.
     """
     from tests.emulator import start_emulator
     from tests.emulator.luma import luma_blueprint
@@ -144,6 +145,7 @@ def provider() -> Iterator[Callable[..., object]]:
         blueprint.jobs.done_after_seconds = done_after_seconds
         emulator = start_emulator(blueprint)
         started.append(emulator)
+        monkeypatch.setenv("LUMA_BASE_URL", emulator.base_url)
         return emulator
 
     yield start

@@ -6,7 +6,8 @@ Every stage appends one JSON line per execution to the file named by ``CONVEYOR_
 process. A middleware appends a ``skipped`` line for each stage message the engine refused to run
 (stale, duplicated or canceled), so a test sees which deliveries ran and which were no-ops.
 
-Stages slow down, block on a gate file, fail or call a provider emulator as their input asks.
+Stages slow down, block on a gate file, fail or call the provider as their input asks; the provider
+is Luma's API at the worker's ``LUMA_BASE_URL`` (a test points it at the emulator, tests/emulator).
 """
 
 from __future__ import annotations
@@ -124,8 +125,7 @@ def rel_split(request: dict[str, Any]) -> list[dict[str, Any]]:
     """One item per index; ``provider_items`` call the provider (which the test may make fail)."""
     calling = set(request.get("provider_items", []))
     return [
-        {"index": i, "sleep": float(request.get("sleep", 0)), "gate": request.get("gate"),
-         "provider_url": request.get("provider_url") if i in calling else None}
+        {"index": i, "sleep": float(request.get("sleep", 0)), "gate": request.get("gate"), "provider": i in calling}
         for i in range(int(request.get("items", 3)))
     ]
 
@@ -133,9 +133,9 @@ def rel_split(request: dict[str, Any]) -> list[dict[str, Any]]:
 @stage_actor(actor_name="rel_item", retries=2, min_backoff=0.1, max_backoff=0.3, time_limit=120.0)
 @_traced
 def rel_item(item: dict[str, Any]) -> dict[str, Any]:
-    """Work a while; an item with a ``provider_url`` asks the provider for a generation first."""
-    if item.get("provider_url"):
-        _create_generation(item["provider_url"], f"item {item['index']}")
+    """Work a while; a ``provider`` item asks the provider for a generation first."""
+    if item.get("provider"):
+        _create_generation(f"item {item['index']}")
     _work(item["sleep"], item.get("gate"))
     return {"index": item["index"], "square": item["index"] ** 2}
 
@@ -143,13 +143,14 @@ def rel_item(item: dict[str, Any]) -> dict[str, Any]:
 # --- create, then poll ----------------------------------------------------------------------------------
 
 
-def _client(base_url: str) -> httpx.Client:
+def _client() -> httpx.Client:
     key = settings().secret("luma_api_key") or "reliability-test-key"
-    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10.0)
+    return httpx.Client(base_url=settings().base_url("LUMA_BASE_URL"), headers={"Authorization": f"Bearer {key}"},
+                        timeout=10.0)
 
 
-def _create_generation(base_url: str, prompt: str) -> str:
-    with _client(base_url) as client:
+def _create_generation(prompt: str) -> str:
+    with _client() as client:
         response = client.post(CREATE_PATH, json={"prompt": prompt})
         response.raise_for_status()
         return str(response.json()["id"])
@@ -164,12 +165,11 @@ def rel_render(request: dict[str, Any]) -> dict[str, Any]:
     ``poll_later`` (no thread held) and polls again.
     """
     ctx = current_stage()
-    base_url = request["provider_url"]
     generation = ctx.saved("provider_id")
     if generation is None:
-        generation = ctx.checkpoint("provider_id", _create_generation(base_url, request.get("prompt", "a test")))
+        generation = ctx.checkpoint("provider_id", _create_generation(request.get("prompt", "a test")))
         ctx.checkpoint("created_by_attempt", ctx.attempt)
-    with _client(base_url) as client:
+    with _client() as client:
         for _ in range(int(request.get("max_polls", 100))):
             response = client.get(f"{CREATE_PATH}/{generation}")
             response.raise_for_status()

@@ -112,16 +112,20 @@ def broker_redis(url: str) -> Iterator[None]:
         client.connection_pool = original
 
 
-def restart_postgres() -> float:
-    """Restart the machine's PostgreSQL cluster; returns the seconds the restart took.
+def require_postgres_restart() -> None:
+    """Skip unless this run may restart the machine's PostgreSQL (CI=true or CONVEYOR_TEST_RESTART_POSTGRES=1).
 
-    Only under CI=true or with CONVEYOR_TEST_RESTART_POSTGRES=1: every other user of the
-    server loses its connections too.
+    Every other user of that server loses its connections too, so a developer opts in.
     """
     if not IN_CI and os.environ.get(RESTART_POSTGRES_FLAG) != "1":
         pytest.skip(f"restarts the machine's PostgreSQL: set {RESTART_POSTGRES_FLAG}=1 (or CI=true) to run")
     if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
         _unavailable("pg_ctlcluster is not available to restart PostgreSQL")
+
+
+def restart_postgres() -> float:
+    """Restart the machine's PostgreSQL cluster (``pg_ctlcluster``); returns the seconds it took."""
+    require_postgres_restart()
     version = sorted(os.listdir("/etc/postgresql"))[0]
     started = time.monotonic()
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
@@ -148,10 +152,20 @@ def push_raw(client: redis.Redis, message_id: str, body: bytes, queue: str = "de
     pipe.execute()
 
 
-def duplicate(client: redis.Redis, redis_id: str, new_id: str, queue: str = "default") -> Message:
-    """Enqueue a second copy of the stored message ``redis_id`` (same message, new Redis id)."""
+def stored_body(client: redis.Redis, redis_id: str, queue: str = "default") -> bytes:
+    """The stored body of message ``redis_id`` (kept until the message is acknowledged)."""
     body = client.hget(queue_keys(queue)["messages"], redis_id)
     assert body is not None, f"no message {redis_id} on {queue}"
+    return body
+
+
+def resend(client: redis.Redis, body: bytes, new_id: str, queue: str = "default") -> Message:
+    """Enqueue another copy of a message's ``body``: the same message (id, options) under a new Redis id."""
     copy = Message.decode(body).copy(options={"redis_message_id": new_id, "message_key": new_id})
     push_raw(client, new_id, copy.encode(), queue)
     return copy
+
+
+def duplicate(client: redis.Redis, redis_id: str, new_id: str, queue: str = "default") -> Message:
+    """Enqueue a second copy of the stored message ``redis_id``."""
+    return resend(client, stored_body(client, redis_id, queue), new_id, queue)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 
 import redis
@@ -9,9 +11,14 @@ from dramatiq.message import Message
 
 from pipelines.jobs import start_job
 from tests.reliability.conftest import REDIS_URL
-from tests.reliability.invariant import assert_invariant, executions
-from tests.reliability.services import push_raw, queue_keys
+from tests.reliability.invariant import assert_invariant, executions, stage_runs
+from tests.reliability.services import broker_redis, push_raw, queue_keys, wait_until
 from tests.support import wait_for_job
+
+#: One message at a time per worker process: the next one waits in Redis, where a flush or restart loses it.
+ONE_AT_A_TIME = {"dramatiq_queue_prefetch": "1"}
+#: What a worker's reconciler logs when it sent lost messages again.
+LOST_AND_RESENT = re.compile(r"Reconciler: .* [1-9]\d* lost message\(s\) re-sent")
 
 
 def test_undecodable_and_unknown_actor_messages_never_run_and_the_worker_keeps_serving(start_worker, measure):
@@ -42,3 +49,59 @@ def test_undecodable_and_unknown_actor_messages_never_run_and_the_worker_keeps_s
     assert_invariant(wait_for_job(again, timeout=20)["id"], status="completed")
     assert worker.process.poll() is None
     assert not [r for r in executions(job) if r["event"] == "skipped"]
+
+
+def test_a_job_submitted_while_redis_is_down_is_kept_and_enqueued_once_redis_is_back(
+        start_worker, private_redis, measure):
+    start_worker("w", env={"REDIS_URL": private_redis.url})
+    with broker_redis(private_redis.url):
+        # Given Redis is down
+        private_redis.stop()
+        # When a job is submitted
+        submitted = time.monotonic()
+        job = start_job(pipeline="rel_chain", input={"tag": "redis down"})
+        measure("Redis down: start_job returned after", time.monotonic() - submitted)
+        # Then it is accepted and kept: the job row and its first run, queued, are in the job store
+        assert job["status"] == "pending"
+        (first,) = stage_runs(job["id"])
+        assert first.status == "queued" and first.dispatch_token
+        # When Redis comes back, empty
+        private_redis.start()
+        back = time.monotonic()
+        # Then the reconciler sends the first stage once, and the job completes
+        assert_invariant(wait_for_job(job["id"], timeout=40)["id"], status="completed")
+        measure("Redis down: the job completed after Redis came back", time.monotonic() - back)
+    assert [r["stage"] for r in executions(job["id"], "start")] == ["begin", "hold", "end"]
+
+
+def test_a_job_completes_when_redis_is_flushed_mid_job(start_worker, measure):
+    # Given a capped fan-out with items done, one running, and one queued in Redis behind it
+    worker = start_worker("w", threads=1, env=ONE_AT_A_TIME)
+    job = start_job(pipeline="rel_fanout", input={"items": 6, "sleep": 0.6})["id"]
+    wait_until(lambda: executions(job, "done")[1:], timeout=30, what="an item to complete")
+    # When every message in Redis is lost
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    flushed = time.monotonic()
+    # Then the reconciler sends the lost work again, and the job completes with no item completed twice
+    done = assert_invariant(wait_for_job(job, timeout=60)["id"], status="completed")
+    measure("Redis flushed: the job completed after", time.monotonic() - flushed)
+    assert [i["square"] for i in done["result"]["final"]] == [i * i for i in range(6)]
+    assert LOST_AND_RESENT.search(worker.output()), "the flush lost no message: nothing was tested"
+
+
+def test_a_job_completes_when_redis_restarts_mid_job(start_worker, private_redis, measure):
+    with broker_redis(private_redis.url):
+        # Given a capped fan-out with items done, running and still waiting, on a worker of our own Redis
+        worker = start_worker("w", threads=1, env={"REDIS_URL": private_redis.url, **ONE_AT_A_TIME})
+        job = start_job(pipeline="rel_fanout", input={"items": 6, "sleep": 0.6})["id"]
+        wait_until(lambda: executions(job, "done")[1:], timeout=30, what="an item to complete")
+        # When Redis goes away for a second and comes back empty
+        private_redis.stop()
+        time.sleep(1)
+        private_redis.start()
+        restarted = time.monotonic()
+        # Then every job is recovered: this one completes, no item completed twice
+        done = assert_invariant(wait_for_job(job, timeout=60)["id"], status="completed")
+        measure("Redis restarted: the job completed after", time.monotonic() - restarted)
+    assert [i["square"] for i in done["result"]["final"]] == [i * i for i in range(6)]
+    assert LOST_AND_RESENT.search(worker.output()), "the restart lost no message: nothing was tested"

@@ -75,8 +75,7 @@ def test_a_worker_killed_after_checkpointing_a_provider_job_resumes_polling_it_a
     # Given a paid provider job that takes 8 s, created and checkpointed by a stage on worker A
     emulator = provider(done_after_polls=None, done_after_seconds=8)
     first = start_worker("a")
-    job = start_job(pipeline="rel_provider", input={"provider_url": emulator.base_url, "poll_interval": 0.3,
-                                                    "max_polls": 200})["id"]
+    job = start_job(pipeline="rel_provider", input={"poll_interval": 0.3, "max_polls": 200})["id"]
     checkpoint = wait_until(lambda: (_run(job, "render").checkpoint or {}).get("provider_id"), timeout=30,
                             what="the provider id to be checkpointed")
     wait_until(lambda: emulator.calls_to(f"{CREATE_PATH}/{checkpoint}", "GET"), timeout=10,
@@ -105,8 +104,7 @@ def test_a_worker_killed_while_a_stage_waits_in_poll_later_loses_nothing(start_w
     # message held in worker A's memory
     emulator = provider(done_after_polls=None, done_after_seconds=3)
     first = start_worker("a")
-    job = start_job(pipeline="rel_provider", input={"provider_url": emulator.base_url, "max_polls": 1,
-                                                    "poll_later": 3})["id"]
+    job = start_job(pipeline="rel_provider", input={"max_polls": 1, "poll_later": 3})["id"]
     wait_until(lambda: _run(job, "render").status == "queued" and _run(job, "render").checkpoint, timeout=30,
                what="the stage to wait in poll-later")
     second = start_worker("b")
