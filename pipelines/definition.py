@@ -97,10 +97,8 @@ def stage(
 ) -> Step:
     """One actor run once on the previous step's output."""
     actor = _check_actor(actor)
-    policy = RetryPolicy.for_actor(
-        actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff, max_backoff=max_backoff,
-        max_wait=max_wait,
-    )
+    policy = RetryPolicy.for_actor(actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff,
+                                   max_backoff=max_backoff, max_wait=max_wait)
     return Step("stage", name or _name_of(actor), (actor,), (), weight, (policy,))
 
 
@@ -127,10 +125,8 @@ def fan_out(
         raise DefinitionError(f"on_failure must be 'fail' or 'tolerate', not {on_failure!r}")
     if concurrency < 0:
         raise DefinitionError("concurrency must be 0 (no cap) or more")
-    policy = RetryPolicy.for_actor(
-        actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff, max_backoff=max_backoff,
-        max_wait=max_wait,
-    )
+    policy = RetryPolicy.for_actor(actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff,
+                                   max_backoff=max_backoff, max_wait=max_wait)
     return Step("fan_out", name or _name_of(actor), (actor,), (), weight, (policy,), concurrency, on_failure)
 
 

@@ -1,7 +1,8 @@
 """Job notifications for live progress: Redis pub/sub when the broker has Redis, else in-process.
 
 Workers publish ``{"event": kind, "job_id": id}`` after each committed transition; the
-web's event stream subscribes per job and reads the job itself (one query) on each notice.
+web's event streams subscribe per job (:mod:`pipelines.streams`) and read the job itself (one
+query) on each notice.
 """
 
 from __future__ import annotations
@@ -51,38 +52,26 @@ def publish_many(notices: dict[str, str]) -> None:
             subscriber.put({"event": kind, "job_id": job_id})
 
 
-@contextmanager
-def subscribe(job_id: str, *, timeout: float = 15.0) -> Iterator[Iterator[dict | None]]:
-    """Yield an iterator of notices for ``job_id``; it yields None after ``timeout`` s of silence."""
-    client = redis_client(dramatiq.get_broker())
-    if client is not None:
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel(job_id))
-
-        def redis_notices() -> Iterator[dict | None]:
-            while True:
-                message = pubsub.get_message(timeout=timeout)
-                yield json.loads(message["data"]) if message else None
-
+def inbox_notices(inbox: queue.Queue[dict], timeout: float) -> Iterator[dict | None]:
+    """Notices from ``inbox`` as they come, and None after each ``timeout`` s of silence."""
+    while True:
         try:
-            yield redis_notices()
-        finally:
-            pubsub.close()
-        return
+            yield inbox.get(timeout=timeout)
+        except queue.Empty:
+            yield None
 
+
+@contextmanager
+def subscribe_local(job_id: str, *, timeout: float = 15.0) -> Iterator[Iterator[dict | None]]:
+    """Notices for ``job_id`` published in this process (brokers without Redis: the unit tests' StubBroker).
+
+    With Redis, event streams subscribe through :func:`pipelines.streams.subscribe`.
+    """
     inbox: queue.Queue[dict] = queue.Queue()
     with _lock:
         _local_subscribers.setdefault(job_id, []).append(inbox)
-
-    def local_notices() -> Iterator[dict | None]:
-        while True:
-            try:
-                yield inbox.get(timeout=timeout)
-            except queue.Empty:
-                yield None
-
     try:
-        yield local_notices()
+        yield inbox_notices(inbox, timeout)
     finally:
         with _lock:
             _local_subscribers[job_id].remove(inbox)

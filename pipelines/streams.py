@@ -1,12 +1,11 @@
 """Job notices for many open event streams over one Redis connection per process.
 
-:func:`pipelines.events.subscribe` gives each subscriber its own Redis pub/sub connection; a web
-process holding hundreds of event streams would need as many connections (redis-py's pool
-stops at 100 by default). Here one listener per process owns a single pub/sub connection,
+One Redis pub/sub connection per subscriber would not scale: a web process holding hundreds of
+event streams would need as many connections (redis-py's pool stops at 100 by default). Here one listener per process owns a single pub/sub connection,
 subscribes to a job's channel while at least one stream follows the job, and hands each notice
 to every stream's inbox. Under gunicorn's gevent worker the listener is a greenlet and inboxes
 are cooperative queues. Without Redis (unit tests' StubBroker) this defers to
-:func:`pipelines.events.subscribe`.
+:func:`pipelines.events.subscribe_local`.
 """
 
 from __future__ import annotations
@@ -141,27 +140,19 @@ def hub_for(client: Any) -> NoticeHub:
 
 @contextmanager
 def subscribe(job_id: str, *, timeout: float = 15.0) -> Iterator[Iterator[dict | None]]:
-    """Like :func:`pipelines.events.subscribe`: notices for ``job_id``, None after ``timeout`` s of silence.
+    """Notices for ``job_id``, and None after each ``timeout`` s of silence.
 
     A notice from Redis carries ``received_at`` (``time.monotonic()`` when this process got it).
     """
     client = redis_client(dramatiq.get_broker())
     if client is None:
-        with events.subscribe(job_id, timeout=timeout) as notices:
+        with events.subscribe_local(job_id, timeout=timeout) as notices:
             yield notices
         return
     hub = hub_for(client)
     channel = events.channel(job_id)
     inbox = hub.add(channel)
-
-    def hub_notices() -> Iterator[dict | None]:
-        while True:
-            try:
-                yield inbox.get(timeout=timeout)
-            except queue.Empty:
-                yield None
-
     try:
-        yield hub_notices()
+        yield events.inbox_notices(inbox, timeout)
     finally:
         hub.remove(channel, inbox)
