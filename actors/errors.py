@@ -158,4 +158,6 @@ def classify(exc: BaseException) -> ErrorInfo:
             return ErrorInfo("provider_timeout", "the provider did not answer in time", True)
         if isinstance(exc, openai.APIConnectionError):
             return ErrorInfo("provider_unreachable", "could not reach the provider", True)
-    return ErrorInfo("internal_error", redact(f"{name}: {exc}")[:500], True)
+    # Only the first line: driver errors go on with SQL text and parameters, which do not belong in a job.
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return ErrorInfo("internal_error", redact(f"{name}: {first_line}")[:200], True)

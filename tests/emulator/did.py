@@ -25,7 +25,7 @@ _STATUS = {PENDING: "created", RUNNING: "started", DONE: "done", FAILED: "error"
 
 def did_blueprint(store: JobStore | None = None) -> Blueprint:
     """The D-ID routes; ``store`` decides how many polls a talk takes (default 2)."""
-    jobs = store or JobStore(done_after_polls=2)
+    jobs = store if store is not None else JobStore(done_after_polls=2)
     images: dict[str, bytes] = {}
     audios: dict[str, bytes] = {}
     results: dict[str, bytes] = {}

@@ -48,7 +48,7 @@ def sample_clip(seconds: float = 1.0, size: str = "320x180") -> bytes:
 
 def luma_blueprint(store: JobStore | None = None) -> Blueprint:
     """The Luma routes; ``store`` decides how many polls a generation takes (default 2)."""
-    jobs = store or JobStore(done_after_polls=2)
+    jobs = store if store is not None else JobStore(done_after_polls=2)
     bp = Blueprint("luma", __name__)
 
     def unauthorized():

@@ -22,7 +22,7 @@ _STATUS = {PENDING: "starting", RUNNING: "processing", DONE: "succeeded", FAILED
 
 def replicate_blueprint(store: JobStore | None = None) -> Blueprint:
     """The Replicate routes; ``store`` decides how many polls a prediction takes (default 2)."""
-    jobs = store or JobStore(done_after_polls=2)
+    jobs = store if store is not None else JobStore(done_after_polls=2)
     files: dict[str, bytes] = {}
     outputs: dict[str, bytes] = {}
     lock = threading.Lock()
