@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, redirect
+from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 
 import pipelines  # noqa: F401 - sets up the broker and registers every pipeline
@@ -25,8 +26,20 @@ from web.schemas import ProblemOut
 FORM_OVERHEAD = 64 * 1024
 
 
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, where a body nested too deeply to parse is malformed JSON (400), not a server error."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON document nests too deeply") from None
+
+
 class ConveyorAPI(OpenAPI):
     """flask-openapi3's app, describing every error response as ``application/problem+json``."""
+
+    json_provider_class = JSONProvider
 
     def generate_spec_json(self) -> None:
         super().generate_spec_json()
