@@ -138,7 +138,7 @@ def classify(exc: BaseException) -> ErrorInfo:
     if httpx is not None:
         if isinstance(exc, httpx.HTTPStatusError):
             response = exc.response
-            detail = redact(response.text[:200]) if response.text else response.reason_phrase
+            detail = redact(response.text)[:200] if response.text else response.reason_phrase
             return _http_status_info(
                 response.status_code, parse_retry_after(response.headers.get("retry-after")), detail
             )
@@ -153,7 +153,7 @@ def classify(exc: BaseException) -> ErrorInfo:
     if openai is not None:
         if isinstance(exc, openai.APIStatusError):
             retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-            return _http_status_info(exc.status_code, retry_after, redact(str(exc.message)[:200]))
+            return _http_status_info(exc.status_code, retry_after, redact(str(exc.message))[:200])
         if isinstance(exc, openai.APITimeoutError):
             return ErrorInfo("provider_timeout", "the provider did not answer in time", True)
         if isinstance(exc, openai.APIConnectionError):
