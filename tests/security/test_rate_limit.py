@@ -14,8 +14,8 @@ from tests.support import require_service
 from tests.web.conftest import bearer
 
 LIMIT = 5
-#: A Redis database of its own for the shared counters (the broker tests use others).
-REDIS_URL = os.environ.get("CONVEYOR_TEST_SECURITY_REDIS_URL", "redis://127.0.0.1:6379/14")
+#: The security tests' Redis database (the other suites use 9, 11 and 15).
+REDIS_URL = os.environ.get("CONVEYOR_TEST_SECURITY_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 def limited_app(storage: str = "memory://"):
