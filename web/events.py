@@ -93,6 +93,19 @@ class SharedReads:
 shared_reads = SharedReads()
 
 
+#: One event of the stream, as the OpenAPI document describes it (before 3.2, ``schema`` describes an event).
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["progress", "stage", "status"]},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "The job, as JSON."},
+        "retry": {"type": "integer", "description": "Milliseconds a client waits before reconnecting."},
+        "id": {"type": "string"},
+    },
+    "required": ["event", "data"],
+}
+
+
 def sse(kind: str, job: dict[str, Any]) -> str:
     return f"event: {kind}\ndata: {json.dumps(job, separators=(',', ':'))}\n\n"
 
@@ -136,7 +149,7 @@ def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> It
 @bp.get("/<job_id>/events", summary="Follow a job's progress (Server-Sent Events)",
         responses={200: {"description": "`text/event-stream` of `progress`, `stage` and `status` events, each "
                                         "with the job JSON; ends after a terminal status.",
-                         "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                         "content": {"text/event-stream": {"schema": EVENT_SCHEMA}}},
                    404: ProblemOut},
         description="Authenticate with the Authorization header, or (browsers' EventSource) with the `access` "
                     "parameter of a URL from `POST /api/jobs/{job_id}/events/grant`.")
