@@ -32,7 +32,7 @@ def upload_file(form: FileForm) -> tuple[dict[str, Any], int]:
 
 @bp.get("/<file_id>", summary="Download a file (as an attachment)",
         responses={200: {"description": "The file's bytes.",
-                         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                         "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
                    404: ProblemOut},
         description="Authenticate with the Authorization header, or with the `access` parameter of a link from "
                     "`POST /api/files/{file_id}/link`.")
