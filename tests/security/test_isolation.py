@@ -39,8 +39,10 @@ def alices(client, auth, stub_worker):
     failed = submit(client, auth, "demo_strict", input={"items": 1, "fail_items": [0]}, project_id="secret")
     done, broke = wait_for_job(finished["id"]), wait_for_job(failed["id"])
     assert done["status"] == "completed" and broke["status"] == "failed"
-    pending = submit(client, auth, "demo", input={"items": 1, "wait_seconds": 60})
-    return {"file": stored, "finished": done, "failed": broke, "pending": pending}
+    pending = submit(client, auth, "demo", input={"items": 40, "sleep": 1})  # ~10 s, stops at once on cancel
+    yield {"file": stored, "finished": done, "failed": broke, "pending": pending}
+    client.post(f"/api/jobs/{pending['id']}/cancel", headers=auth)
+    wait_for_job(pending["id"])
 
 
 JOB_ROUTES = [("GET", "/api/jobs/{id}"), ("POST", "/api/jobs/{id}/cancel"), ("POST", "/api/jobs/{id}/retry"),
@@ -92,6 +94,7 @@ def test_another_users_file_cannot_be_named_in_a_job(client, alices, other_user)
 def test_lists_show_only_your_own_jobs(client, auth, alices, other_user):
     bob = bearer(other_user)
     bobs_job = submit(client, bob, "noop_chain", input={})
+    wait_for_job(bobs_job["id"])
     mine = {j["id"] for j in client.get("/api/jobs?limit=100", headers=auth).get_json()["jobs"]}
     assert mine == {alices[w]["id"] for w in ("finished", "failed", "pending")}
     listed = client.get("/api/jobs?limit=100", headers=bob).get_json()
