@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures imported from tests.security.network are used as test parameters
 """Fetching URL inputs: only public addresses, pinned connections, capped size and time.
 
 No test sends traffic beyond 127.0.0.1. Names are resolved by a stub resolver installed on
@@ -9,13 +10,10 @@ not assumed.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import socket
 import ssl
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,58 +31,11 @@ from actors.fetch import check_url, fetch_to_storage, stored_input
 from actors.storage import get_storage, key_of
 from conveyor import config
 from tests.emulator import Emulator, start_emulator
+from tests.security.network import StubResolver, assert_no_connection, connects, listener  # noqa: F401
 
 CLIP = bytes(range(256)) * 400  # 102,400 bytes
 
-# -- observing the network --------------------------------------------------------------------------
-
-_connects: list[tuple[str, int]] | None = None
-
-
-def _audit(event: str, args: tuple) -> None:
-    if event == "socket.connect" and _connects is not None and isinstance(args[1], tuple):
-        _connects.append((str(args[1][0]), int(args[1][1])))
-
-
-sys.addaudithook(_audit)
-
-
-@pytest.fixture
-def connects() -> Iterator[list[tuple[str, int]]]:
-    """Every TCP connection this process opens during the test, as (address, port)."""
-    global _connects
-    _connects = []
-    yield _connects
-    _connects = None
-
-
-class StubResolver:
-    """Answers ``getaddrinfo`` for made-up names; IP literals go to the real one, numeric-only."""
-
-    def __init__(self, real) -> None:
-        self.real = real
-        self.names: dict[str, list[list[str]]] = {}
-        self.lookups: list[str] = []
-
-    def add(self, name: str, *answers: list[str]) -> None:
-        """``name`` answers each list in turn (the last one repeats): a DNS-rebinding server."""
-        self.names[name] = list(answers)
-
-    def __call__(self, host, port, family=0, type=0, proto=0, flags=0):
-        try:
-            ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            self.lookups.append(host)
-            answers = self.names.get(host)
-            if not answers:
-                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
-            addresses = answers.pop(0) if len(answers) > 1 else answers[0]
-            return [
-                (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                for a in addresses
-            ]
-        return self.real(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
-
+# -- observing the network: the same audit hook, trap and stub resolver as the security suite ----------
 
 @pytest.fixture
 def dns(monkeypatch) -> StubResolver:
@@ -123,22 +74,6 @@ def strict(tmp_path) -> config.Settings:
 def loopback_allowed(tmp_path) -> config.Settings:
     """The test-only override: loopback servers (http or https) may be fetched from."""
     return use_settings(tmp_path, allow_loopback=True)
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A listening socket on 127.0.0.1 that should never see a connection."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    sock.settimeout(0.2)
-    yield sock
-    sock.close()
-
-
-def assert_no_connection(sock: socket.socket) -> None:
-    with pytest.raises(TimeoutError):
-        sock.accept()
 
 
 def refused(url: str, code: str) -> InvalidInput:
