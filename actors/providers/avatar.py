@@ -26,10 +26,9 @@ import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from actors.context import current_stage
-from actors.errors import InvalidInput, InvalidMedia, PermanentError
-from actors.limits import provider_slot
+from actors.errors import InvalidInput, InvalidMedia
 from actors.providers import LOCAL, pick
-from actors.providers.remote import http_client, json_of, require_secret
+from actors.providers.remote import answered, http_client, require_secret, saved_or_new, upload_file
 from actors.storage import is_ref, store_output
 from conveyor.config import settings
 
@@ -173,16 +172,11 @@ class DIDAvatars:
     def upload_image(self, image: Path) -> str:
         """Upload an image to D-ID; returns the URL D-ID gives it (usable as a talk's ``source_url``)."""
         content_type = "image/png" if image.suffix.lower() == ".png" else "image/jpeg"
-        with image.open("rb") as body:
-            answer = json_of(self.client.post(
-                f"{self.base_url}/images",
-                headers={"Authorization": f"Basic {self.api_key}", "Accept": "application/json"},
-                files={"image": (image.name, body, content_type)},
-            ))  # fmt: skip
-        url = answer.get("url")
-        if not isinstance(url, str) or not url:
-            raise PermanentError("D-ID did not return an image URL", code="provider_failed")
-        return url
+        answer = upload_file(
+            self.client, f"{self.base_url}/images", image, field="image", content_type=content_type,
+            headers={"Authorization": f"Basic {self.api_key}", "Accept": "application/json"},
+        )
+        return answered(answer.get("url"), "D-ID did not return an image URL")
 
     def create(self, photo: Path, *, job_id: str) -> str:
         ctx = current_stage()
@@ -190,10 +184,7 @@ class DIDAvatars:
             "avatar_image", LocalAvatars().create(photo, job_id=job_id)
         )
         # The upload is checkpointed so a redelivery does not upload the photo twice.
-        source_url = ctx.saved("did_image_url")
-        if not source_url:
-            with provider_slot("did"):
-                source_url = ctx.checkpoint("did_image_url", self.upload_image(photo))
+        source_url = saved_or_new("did_image_url", "did", lambda: self.upload_image(photo))
         return json.dumps({"provider": "did", "source_url": source_url, "image": image_ref},
                           sort_keys=True, separators=(",", ":"))
 

@@ -21,6 +21,7 @@ import httpx
 
 from actors.context import current_stage
 from actors.errors import InvalidMedia, PermanentError, TransientError
+from actors.ffmpeg import probe
 from actors.limits import provider_slot
 from conveyor.config import settings
 
@@ -76,6 +77,56 @@ def json_of(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+def answered(value: Any, missing: str) -> str:
+    """``value`` when the provider gave a non-empty string (an id, a URL).
+
+    Raises:
+      PermanentError: saying ``missing`` otherwise.
+    """
+    if not isinstance(value, str) or not value:
+        raise PermanentError(missing, code="provider_failed")
+    return value
+
+
+def upload_file(client: httpx.Client, url: str, path: Path, *, headers: dict[str, str], field: str,
+                content_type: str) -> dict[str, Any]:
+    """POST ``path`` as the multipart field ``field``; the provider's JSON answer."""
+    with path.open("rb") as body:
+        return json_of(client.post(url, headers=headers, files={field: (path.name, body, content_type)}))
+
+
+def create_job(client: httpx.Client, url: str, payload: dict[str, Any], *, headers: dict[str, str],
+               missing: str) -> str:
+    """POST ``payload`` to start a provider job; the job's id (the answer's ``id``).
+
+    Raises:
+      PermanentError: saying ``missing`` when the answer has no id.
+    """
+    return answered(json_of(client.post(url, headers=headers, json=payload)).get("id"), missing)
+
+
+def job_answer(client: httpx.Client, url: str, *, headers: dict[str, str]) -> dict[str, Any] | None:
+    """GET a provider job; its JSON, or None when the provider does not know the job (404)."""
+    response = client.get(url, headers=headers)
+    if response.status_code == 404:
+        return None
+    return json_of(response)
+
+
+def saved_or_new(key: str, provider: str, make: Callable[[], str]) -> str:
+    """The value checkpointed under ``key``, else ``make()``'s, checkpointed before going on.
+
+    ``make`` pays the provider (an upload, a new job), so it holds one of ``provider``'s slots,
+    and a redelivered message finds the saved value instead of paying again.
+    """
+    ctx = current_stage()
+    value = ctx.saved(key)
+    if not value:
+        with provider_slot(provider):
+            value = ctx.checkpoint(key, make())
+    return str(value)
+
+
 @dataclass(frozen=True)
 class RemoteState:
     """What one poll of a provider job said."""
@@ -111,10 +162,7 @@ def await_remote_job(
       TransientError: when the provider forgot the saved id (cleared too, so a retry recreates it).
     """
     ctx = current_stage()
-    job_id = ctx.saved(key)
-    if not job_id:
-        with provider_slot(provider):
-            job_id = ctx.checkpoint(key, create())
+    job_id = saved_or_new(key, provider, create)
     with provider_slot(provider):
         state = poll(job_id)
     if state is None:
@@ -149,4 +197,20 @@ def download(client: httpx.Client, url: str, dest: Path) -> Path:
                 out.write(chunk)
     if size == 0:
         raise InvalidMedia("the provider's output is empty")
+    return dest
+
+
+def download_output(client: httpx.Client, output: Any, dest: Path, *, missing: str,
+                    no_video: str | None = None) -> Path:
+    """Copy a finished job's output URL (what :func:`await_remote_job` returned) to ``dest``.
+
+    Raises:
+      PermanentError: saying ``missing`` when the job finished without a URL.
+      InvalidMedia: saying ``no_video``, when given, if the file has no video stream.
+    """
+    if not isinstance(output, str):
+        raise PermanentError(missing, code="provider_failed")
+    download(client, output, dest)
+    if no_video and not probe(dest).has_video:
+        raise InvalidMedia(no_video)
     return dest

@@ -25,18 +25,21 @@ import httpx
 import numpy as np
 
 from actors.context import current_stage
-from actors.errors import InvalidMedia, PermanentError
-from actors.ffmpeg import probe, run_ffmpeg
-from actors.limits import provider_slot
+from actors.errors import InvalidMedia
+from actors.ffmpeg import run_ffmpeg
 from actors.providers import LOCAL, pick
 from actors.providers.remote import (
     PROVIDER_ID,
     RemoteState,
+    answered,
     await_remote_job,
-    download,
+    create_job,
+    download_output,
     http_client,
-    json_of,
+    job_answer,
     require_secret,
+    saved_or_new,
+    upload_file,
 )
 from actors.video import read_frames, video_meta, write_frames
 from conveyor.config import settings
@@ -217,29 +220,21 @@ class ReplicateRoto:
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
     def _upload(self, video: Path) -> str:
-        with video.open("rb") as body:
-            answer = json_of(self.client.post(f"{self.base_url}/v1/files", headers=self.headers,
-                                              files={"content": (video.name, body, "video/mp4")}))
-        url = (answer.get("urls") or {}).get("get")
-        if not isinstance(url, str) or not url:
-            raise PermanentError("Replicate did not return a file URL", code="provider_failed")
-        return url
+        answer = upload_file(self.client, f"{self.base_url}/v1/files", video, headers=self.headers,
+                             field="content", content_type="video/mp4")
+        return answered((answer.get("urls") or {}).get("get"), "Replicate did not return a file URL")
 
     def _create(self, video_url: str) -> str:
-        answer = json_of(self.client.post(
-            f"{self.base_url}/v1/predictions", headers=self.headers,
-            json={"version": RVM_VERSION, "input": {"input_video": video_url, "output_type": "alpha-mask"}},
-        ))  # fmt: skip
-        prediction_id = answer.get("id")
-        if not isinstance(prediction_id, str) or not prediction_id:
-            raise PermanentError("Replicate did not return a prediction id", code="provider_failed")
-        return prediction_id
+        return create_job(
+            self.client, f"{self.base_url}/v1/predictions", headers=self.headers,
+            payload={"version": RVM_VERSION, "input": {"input_video": video_url, "output_type": "alpha-mask"}},
+            missing="Replicate did not return a prediction id",
+        )
 
     def _poll(self, prediction_id: str) -> RemoteState | None:
-        response = self.client.get(f"{self.base_url}/v1/predictions/{prediction_id}", headers=self.headers)
-        if response.status_code == 404:
+        answer = job_answer(self.client, f"{self.base_url}/v1/predictions/{prediction_id}", headers=self.headers)
+        if answer is None:
             return None
-        answer = json_of(response)
         status = answer.get("status")
         if status == "succeeded":
             output = answer.get("output")
@@ -250,20 +245,13 @@ class ReplicateRoto:
 
     def matte(self, video: Path, matte_out: Path, mask_out: Path, description: str | None = None
               ) -> tuple[Path, Path]:
-        ctx = current_stage()
-        video_url = ctx.saved("replicate_file")
-        if not video_url:
-            with provider_slot("replicate"):
-                video_url = ctx.checkpoint("replicate_file", self._upload(video))
+        video_url = saved_or_new("replicate_file", "replicate", lambda: self._upload(video))
         output = await_remote_job(
-            provider="replicate", create=lambda: self._create(str(video_url)), poll=self._poll,
+            provider="replicate", create=lambda: self._create(video_url), poll=self._poll,
             interval=REPLICATE_POLL_SECONDS, key=PROVIDER_ID, what="the matte",
         )
-        if not isinstance(output, str):
-            raise PermanentError("Replicate finished without an output URL", code="provider_failed")
-        download(self.client, output, matte_out)
-        if not probe(matte_out).has_video:
-            raise InvalidMedia("Replicate's matte has no video")
+        download_output(self.client, output, matte_out, missing="Replicate finished without an output URL",
+                        no_video="Replicate's matte has no video")
         return matte_out, first_frame_mask(matte_out, mask_out)
 
 

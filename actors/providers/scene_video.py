@@ -18,16 +18,17 @@ from pathlib import Path
 
 import httpx
 
-from actors.errors import InvalidInput, PermanentError
+from actors.errors import InvalidInput
 from actors.ffmpeg import probe
 from actors.providers import LOCAL, pick
 from actors.providers.remote import (
     PROVIDER_ID,
     RemoteState,
     await_remote_job,
-    download,
+    create_job,
+    download_output,
     http_client,
-    json_of,
+    job_answer,
     require_secret,
 )
 from actors.providers.tts import speak
@@ -129,21 +130,17 @@ class LumaSceneVideo:
         self.headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
 
     def _create(self, prompt: str) -> str:
-        answer = json_of(self.client.post(
-            f"{self.base_url}/dream-machine/v1/generations", headers=self.headers,
-            json={"prompt": prompt[:PROMPT_CHARS], "model": LUMA_MODEL, "aspect_ratio": "16:9"},
-        ))  # fmt: skip
-        generation_id = answer.get("id")
-        if not isinstance(generation_id, str) or not generation_id:
-            raise PermanentError("Luma did not return a generation id", code="provider_failed")
-        return generation_id
+        return create_job(
+            self.client, f"{self.base_url}/dream-machine/v1/generations", headers=self.headers,
+            payload={"prompt": prompt[:PROMPT_CHARS], "model": LUMA_MODEL, "aspect_ratio": "16:9"},
+            missing="Luma did not return a generation id",
+        )
 
     def _poll(self, generation_id: str) -> RemoteState | None:
-        response = self.client.get(f"{self.base_url}/dream-machine/v1/generations/{generation_id}",
-                                   headers=self.headers)
-        if response.status_code == 404:
+        answer = job_answer(self.client, f"{self.base_url}/dream-machine/v1/generations/{generation_id}",
+                            headers=self.headers)
+        if answer is None:
             return None
-        answer = json_of(response)
         state = answer.get("state")
         if state == "completed":
             return RemoteState("done", (answer.get("assets") or {}).get("video"))
@@ -156,9 +153,7 @@ class LumaSceneVideo:
             provider="luma", create=lambda: self._create(description), poll=self._poll,
             interval=LUMA_POLL_SECONDS, key=PROVIDER_ID, what=f"scene {scene_number}",
         )
-        if not isinstance(url, str):
-            raise PermanentError("Luma completed without a video", code="provider_failed")
-        raw = download(self.client, url, work_dir / "luma.mp4")
+        raw = download_output(self.client, url, work_dir / "luma.mp4", missing="Luma completed without a video")
         narration = speak(description, work_dir, name="narration")
         return normalize_clip(raw, work_dir / "scene.mp4", narration=narration)
 

@@ -19,19 +19,22 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from actors.context import current_stage
-from actors.errors import InvalidMedia, PermanentError
+from actors.errors import InvalidMedia
 from actors.ffmpeg import probe
-from actors.limits import provider_slot
 from actors.providers import LOCAL, pick
 from actors.providers.avatar import DIDAvatars, MouthSpot, read_mouth
 from actors.providers.remote import (
     PROVIDER_ID,
     RemoteState,
+    answered,
     await_remote_job,
-    download,
+    create_job,
+    download_output,
     http_client,
-    json_of,
+    job_answer,
     require_secret,
+    saved_or_new,
+    upload_file,
 )
 from actors.storage import local_copy
 from actors.video import frame_loudness, read_samples, write_frames
@@ -147,41 +150,31 @@ class DIDTalkingVideo:
 
     def _upload_audio(self, audio_path: Path) -> str:
         content_type = "audio/mpeg" if audio_path.suffix.lower() == ".mp3" else "audio/wav"
-        with audio_path.open("rb") as body:
-            answer = json_of(self.client.post(f"{self.base_url}/audios", headers=self.headers,
-                                              files={"audio": (audio_path.name, body, content_type)}))
-        url = answer.get("url")
-        if not isinstance(url, str) or not url:
-            raise PermanentError("D-ID did not return an audio URL", code="provider_failed")
-        return url
+        answer = upload_file(self.client, f"{self.base_url}/audios", audio_path, headers=self.headers,
+                             field="audio", content_type=content_type)
+        return answered(answer.get("url"), "D-ID did not return an audio URL")
+
+    def _upload_avatar(self, image_ref: str) -> str:
+        with local_copy(image_ref) as image:
+            return DIDAvatars(self.client, self.base_url, self.api_key).upload_image(image)
 
     def _source_url(self, avatar: dict[str, Any]) -> str:
         if avatar.get("source_url"):
             return str(avatar["source_url"])
-        ctx = current_stage()
-        saved = ctx.saved("did_image_url")
-        if saved:
-            return str(saved)
-        with local_copy(avatar["image"]) as image, provider_slot("did"):
-            uploader = DIDAvatars(self.client, self.base_url, self.api_key)
-            return str(ctx.checkpoint("did_image_url", uploader.upload_image(image)))
+        return saved_or_new("did_image_url", "did", lambda: self._upload_avatar(avatar["image"]))
 
     def _create(self, source_url: str, audio_url: str) -> str:
-        answer = json_of(self.client.post(
-            f"{self.base_url}/talks", headers=self.headers,
-            json={"source_url": source_url, "script": {"type": "audio", "audio_url": audio_url},
-                  "config": {"stitch": True}},
-        ))  # fmt: skip
-        talk_id = answer.get("id")
-        if not isinstance(talk_id, str) or not talk_id:
-            raise PermanentError("D-ID did not return a talk id", code="provider_failed")
-        return talk_id
+        return create_job(
+            self.client, f"{self.base_url}/talks", headers=self.headers,
+            payload={"source_url": source_url, "script": {"type": "audio", "audio_url": audio_url},
+                     "config": {"stitch": True}},
+            missing="D-ID did not return a talk id",
+        )
 
     def _poll(self, talk_id: str) -> RemoteState | None:
-        response = self.client.get(f"{self.base_url}/talks/{talk_id}", headers=self.headers)
-        if response.status_code == 404:
+        answer = job_answer(self.client, f"{self.base_url}/talks/{talk_id}", headers=self.headers)
+        if answer is None:
             return None
-        answer = json_of(response)
         status = answer.get("status")
         if status == "done":
             return RemoteState("done", answer.get("result_url"))
@@ -192,22 +185,15 @@ class DIDTalkingVideo:
         return RemoteState("pending")
 
     def render(self, avatar: dict[str, Any], audio_path: Path, out_path: Path) -> Path:
-        ctx = current_stage()
         source_url = self._source_url(avatar)
-        audio_url = ctx.saved("did_audio_url")
-        if not audio_url:
-            with provider_slot("did"):
-                audio_url = ctx.checkpoint("did_audio_url", self._upload_audio(audio_path))
+        audio_url = saved_or_new("did_audio_url", "did", lambda: self._upload_audio(audio_path))
         result_url = await_remote_job(
-            provider="did", create=lambda: self._create(source_url, str(audio_url)), poll=self._poll,
+            provider="did", create=lambda: self._create(source_url, audio_url), poll=self._poll,
             interval=DID_POLL_SECONDS, key=PROVIDER_ID, what="the talking video",
         )
-        if not isinstance(result_url, str):
-            raise PermanentError("D-ID finished the talk without a result URL", code="provider_failed")
-        download(self.client, result_url, out_path)
-        if not probe(out_path).has_video:
-            raise InvalidMedia("D-ID's result has no video")
-        return out_path
+        return download_output(self.client, result_url, out_path,
+                               missing="D-ID finished the talk without a result URL",
+                               no_video="D-ID's result has no video")
 
 
 def talking_video_maker() -> LocalTalkingVideo | DIDTalkingVideo:
