@@ -23,10 +23,10 @@ from actors.errors import ErrorInfo, PollLater
 from pipelines import progress
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox, queue_run, queued_state
+from pipelines.jobrow import JOBS, JobRow, lock_job_row
 from pipelines.models import (
     STEP_ROW,
     TERMINAL_RUN,
-    Job,
     JobEvent,
     JobStatus,
     RunStatus,
@@ -40,12 +40,12 @@ class EngineError(Exception):
     """Raised when a job cannot make the transition asked of it."""
 
 
-def lock_job(session: Session, job_id: str) -> Job | None:
+def lock_job(session: Session, job_id: str) -> JobRow | None:
     """Load the job row and lock it until the transaction ends (a no-op lock on SQLite)."""
-    return session.scalars(select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
+    return lock_job_row(session, job_id)
 
 
-def pipeline_of(job: Job) -> Pipeline:
+def pipeline_of(job: JobRow) -> Pipeline:
     pipeline = get_pipeline(job.pipeline)
     if pipeline is None:
         raise EngineError(f"pipeline {job.pipeline!r} is not registered in this process")
@@ -54,7 +54,6 @@ def pipeline_of(job: Job) -> Pipeline:
 
 # Table-level statements for the hot path: they skip the ORM's per-object bookkeeping.
 RUNS: Table = StageRun.__table__  # type: ignore[assignment]
-JOBS: Table = Job.__table__  # type: ignore[assignment]
 EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
 _INSERT_EVENT = EVENTS.insert()
 _CLAIM_JOB = (JOBS.update().where(JOBS.c.id == bindparam("job_id"), JOBS.c.status == JobStatus.PENDING.value)
@@ -83,7 +82,8 @@ def _core(session: Session) -> Connection:
     return session.connection()
 
 
-def record_event(session: Session, outbox: Outbox, job: Job, kind: str, **data: Any) -> None:
+def record_event(session: Session, outbox: Outbox, job: JobRow, kind: str, **data: Any) -> None:
+    job.ensure_inserted()
     _core(session).execute(_INSERT_EVENT, {"job_id": job.id, "kind": kind, "data": data, "created_at": utcnow()})
     outbox.notify(job.id, kind)
 
@@ -92,7 +92,7 @@ def _iso(value: Any) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value is not None else None
 
 
-def update_summary(job: Job, index: int, **changes: Any) -> dict[str, Any]:
+def update_summary(job: JobRow, index: int, **changes: Any) -> dict[str, Any]:
     """Change the job's summary entry of step ``index``; assigns a new list so the JSON column is saved."""
     stages = [dict(s) for s in job.stages or []]
     stages[index].update(changes)
@@ -100,7 +100,7 @@ def update_summary(job: Job, index: int, **changes: Any) -> dict[str, Any]:
     return stages[index]
 
 
-def count_item(job: Job, index: int, outcome: str) -> dict[str, int]:
+def count_item(job: JobRow, index: int, outcome: str) -> dict[str, int]:
     """Add one ``completed`` or ``failed`` item to step ``index``'s counts; returns the new counts."""
     items = dict(job.stages[index]["items"])
     items[outcome] += 1
@@ -120,7 +120,8 @@ def initial_summary(pipeline: Pipeline) -> list[dict[str, Any]]:
 # --- starting steps -------------------------------------------------------------------------------------
 
 
-def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+def _insert_runs(session: Session, job: JobRow, rows: list[dict[str, Any]]) -> list[int]:
+    job.ensure_inserted()
     if len(rows) == 1:
         return [_core(session).execute(RUNS.insert().returning(RUNS.c.id), rows[0]).scalar_one()]
     keys = set().union(*rows)  # one executemany needs the same columns in every row
@@ -129,7 +130,7 @@ def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return [r.id for r in result]
 
 
-def _queued_row(job: Job, index: int, item: int, name: str, actor: str, payload: Any, policy: RetryPolicy,
+def _queued_row(job: JobRow, index: int, item: int, name: str, actor: str, payload: Any, policy: RetryPolicy,
                 outbox: Outbox, items_total: int | None) -> tuple[dict[str, Any], Any]:
     """A queued run's row, and a callback that adds its message to the outbox once its id is known."""
     state = queued_state(actor)
@@ -141,7 +142,7 @@ def _queued_row(job: Job, index: int, item: int, name: str, actor: str, payload:
     return row, dispatch
 
 
-def start_step(session: Session, job: Job, pipeline: Pipeline, index: int, step_input: Any) -> Outbox:
+def start_step(session: Session, job: JobRow, pipeline: Pipeline, index: int, step_input: Any) -> Outbox:
     """Create the runs of step ``index`` and queue the first of them."""
     outbox = Outbox()
     step = pipeline.steps[index]
@@ -151,7 +152,7 @@ def start_step(session: Session, job: Job, pipeline: Pipeline, index: int, step_
     if step.kind == "stage":
         row, dispatch = _queued_row(job, index, STEP_ROW, step.name, step.actors[0].actor_name, step_input,
                                     step.policy_for(0), outbox, None)
-        dispatch(_insert_runs(session, [row])[0])
+        dispatch(_insert_runs(session, job, [row])[0])
         return outbox
 
     if step.kind == "fan_out":
@@ -176,7 +177,7 @@ def start_step(session: Session, job: Job, pipeline: Pipeline, index: int, step_
                       "status": RunStatus.WAITING.value, "updated_at": now}, None
             dispatches.append(None)
         rows.append(row)
-    ids = _insert_runs(session, rows)
+    ids = _insert_runs(session, job, rows)
     for dispatch, run_id in zip(dispatches, ids[1:], strict=True):
         if dispatch is not None:
             dispatch(run_id)
@@ -186,14 +187,14 @@ def start_step(session: Session, job: Job, pipeline: Pipeline, index: int, step_
     return outbox
 
 
-def requeue_run(job: Job, run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
+def requeue_run(job: JobRow, run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
                 ) -> None:
     """Queue a loaded run again (a retry, a wait, a rescue), telling a fan-out item its fan-out's size."""
     total = (job.stages or [])[run.step].get("items") if run.item != STEP_ROW else None
     queue_run(run, policy, outbox, delay=delay, items_total=(total or {}).get("total"))
 
 
-def _queue_waiting_items(session: Session, job: Job, step: Step, index: int, outbox: Outbox) -> None:
+def _queue_waiting_items(session: Session, job: JobRow, step: Step, index: int, outbox: Outbox) -> None:
     """Keep a capped fan-out full: queue waiting items while fewer than the cap are in flight."""
     if not step.concurrency:
         return
@@ -267,7 +268,7 @@ def complete(session: Session, job_id: str, run_id: int, token: str, output: Any
     return _item_done(session, job, pipeline, pipeline.steps[index], index)
 
 
-def _item_done(session: Session, job: Job, pipeline: Pipeline, step: Step, index: int) -> Outbox:
+def _item_done(session: Session, job: JobRow, pipeline: Pipeline, step: Step, index: int) -> Outbox:
     """After an item ended: queue the next waiting one, or join the step when every item has ended."""
     outbox = Outbox()
     items = job.stages[index]["items"]
@@ -287,7 +288,7 @@ def _item_done(session: Session, job: Job, pipeline: Pipeline, step: Step, index
     return outbox
 
 
-def finish_step(session: Session, job: Job, pipeline: Pipeline, index: int, output: Any, *,
+def finish_step(session: Session, job: JobRow, pipeline: Pipeline, index: int, output: Any, *,
                 attempts: int | None = None, run_is_step: bool = False) -> Outbox:
     """Mark step ``index`` completed with ``output`` and start the next step, or complete the job.
 
@@ -316,7 +317,7 @@ def finish_step(session: Session, job: Job, pipeline: Pipeline, index: int, outp
     return outbox
 
 
-def _finish_job(session: Session, job: Job, status: JobStatus, outbox: Outbox) -> None:
+def _finish_job(session: Session, job: JobRow, status: JobStatus, outbox: Outbox) -> None:
     now = utcnow()
     job.status, job.finished_at, job.updated_at = status.value, now, now
     job.eta_seconds, job.eta_at = None, None
@@ -326,7 +327,7 @@ def _finish_job(session: Session, job: Job, status: JobStatus, outbox: Outbox) -
     hooks.job_finished(session, job, outbox)
 
 
-def fail_job(session: Session, job: Job, stage_name: str, info: ErrorInfo) -> Outbox:
+def fail_job(session: Session, job: JobRow, stage_name: str, info: ErrorInfo) -> Outbox:
     """Fail the job at ``stage_name``; runs not started are canceled, running ones become no-ops."""
     outbox = Outbox()
     job.error = {"stage": stage_name, **info.as_dict()}
@@ -339,7 +340,7 @@ def fail_job(session: Session, job: Job, stage_name: str, info: ErrorInfo) -> Ou
     return outbox
 
 
-def _cancel_open_runs(session: Session, job: Job) -> None:
+def _cancel_open_runs(session: Session, job: JobRow) -> None:
     """Cancel the runs not started, and close fan-out and parallel step rows (they carry no message).
 
     Running stages stay ``processing`` until they end; then their outcome is discarded.
@@ -408,7 +409,7 @@ def fail(session: Session, job_id: str, run_id: int, token: str, exc: BaseExcept
     return _run_failed(session, job, pipeline, step, run, info)
 
 
-def _run_failed(session: Session, job: Job, pipeline: Pipeline, step: Step, run: StageRun, info: ErrorInfo,
+def _run_failed(session: Session, job: JobRow, pipeline: Pipeline, step: Step, run: StageRun, info: ErrorInfo,
                 ) -> Outbox:
     run.status, run.error, run.finished_at, run.lease_until = RunStatus.FAILED.value, info.as_dict(), utcnow(), None
     if run.item == STEP_ROW:

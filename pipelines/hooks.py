@@ -11,9 +11,9 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from pipelines.dispatch import Outbox
-from pipelines.models import Job
+from pipelines.jobrow import JobRow
 
-JobFinishedHook = Callable[[Session, Job, Outbox], None]
+JobFinishedHook = Callable[[Session, JobRow, Outbox], None]
 _job_finished: list[JobFinishedHook] = []
 
 
@@ -24,6 +24,6 @@ def on_job_finished(hook: JobFinishedHook) -> JobFinishedHook:
     return hook
 
 
-def job_finished(session: Session, job: Job, outbox: Outbox) -> None:
+def job_finished(session: Session, job: JobRow, outbox: Outbox) -> None:
     for hook in _job_finished:
         hook(session, job, outbox)

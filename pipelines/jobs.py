@@ -22,6 +22,7 @@ from pipelines import engine
 from pipelines.db import transaction
 from pipelines.definition import get_pipeline
 from pipelines.dispatch import Outbox, send
+from pipelines.jobrow import JobRow, new_job_row
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
@@ -59,7 +60,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value is not None else None
 
 
-def serialize(job: Job) -> dict[str, Any]:
+def serialize(job: Job | JobRow) -> dict[str, Any]:
     """The job object of the REST contract."""
     return {
         "id": job.id, "pipeline": job.pipeline, "status": job.status, "progress": round(job.progress or 0.0, 2),
@@ -120,12 +121,11 @@ def start_job(
                     resolved = definition.prepare_input(session, resolved, user_id)
             except FileNotFound as exc:
                 raise InvalidJobInput([{"field": f"input.{exc.field}", "message": "no such file"}]) from None
-            job = Job(pipeline=pipeline, user_id=user_id, input=data, resolved_input=resolved,
-                      project_id=project_id, webhook_url=webhook_url, idempotency_key=idempotency_key,
-                      request_hash=digest, errors=[], stages=engine.initial_summary(definition),
-                      step="Queued")
-            session.add(job)
-            session.flush()
+            job = new_job_row(session, {
+                "pipeline": pipeline, "user_id": user_id, "input": data, "resolved_input": resolved,
+                "project_id": project_id, "webhook_url": webhook_url, "idempotency_key": idempotency_key,
+                "request_hash": digest, "errors": [], "stages": engine.initial_summary(definition), "step": "Queued",
+            })
             outbox = engine.start_step(session, job, definition, 0, resolved)
             engine.record_event(session, outbox, job, "status", status=job.status)
             body = serialize(job)
@@ -150,8 +150,15 @@ def _replay(job: Job, digest: str) -> dict[str, Any]:
     return serialize(job)
 
 
-def _owned(session: Session, job_id: str, user_id: str | None, *, lock: bool = False) -> Job:
-    job = engine.lock_job(session, job_id) if lock else session.get(Job, job_id, options=[undefer("*")])
+def _owned(session: Session, job_id: str, user_id: str | None) -> Job:
+    job = session.get(Job, job_id, options=[undefer("*")])
+    if job is None or (user_id is not None and job.user_id != user_id):
+        raise JobNotFound(job_id)
+    return job
+
+
+def _owned_locked(session: Session, job_id: str, user_id: str | None) -> JobRow:
+    job = engine.lock_job(session, job_id)
     if job is None or (user_id is not None and job.user_id != user_id):
         raise JobNotFound(job_id)
     return job
@@ -206,7 +213,7 @@ def cancel_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
     """Cancel a pending or processing job. Raises JobNotFound, JobConflict if already finished."""
     outbox = Outbox()
     with transaction() as session:
-        job = _owned(session, job_id, user_id, lock=True)
+        job = _owned_locked(session, job_id, user_id)
         if job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
             raise JobConflict(f"job is already {job.status}")
         engine._cancel_open_runs(session, job)
@@ -224,7 +231,7 @@ def retry_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
     retries one resumes the job and the other gets JobConflict.
     """
     with transaction() as session:
-        job = _owned(session, job_id, user_id, lock=True)
+        job = _owned_locked(session, job_id, user_id)
         if job.status not in (JobStatus.FAILED.value, JobStatus.CANCELED.value):
             raise JobConflict(f"only a failed or canceled job can be retried; this one is {job.status}")
         outbox = resume(session, job)
@@ -233,7 +240,7 @@ def retry_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
     return body
 
 
-def resume(session: Session, job: Job) -> Outbox:
+def resume(session: Session, job: JobRow) -> Outbox:
     """Reopen ``job`` at its first unfinished step; completed runs keep their outputs."""
     pipeline = engine.pipeline_of(job)
     now = utcnow()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from pipelines.definition import Pipeline
 from pipelines.dispatch import Outbox
+from pipelines.jobrow import JobRow
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
 
 #: s; how long past step durations are cached per pipeline.
@@ -26,7 +27,7 @@ _history: dict[str, tuple[float, dict[int, float]]] = {}
 _history_lock = threading.Lock()
 
 
-def step_fraction(session: Session, job: Job, pipeline: Pipeline, index: int) -> float:
+def step_fraction(session: Session, job: JobRow, pipeline: Pipeline, index: int) -> float:
     """The progress (0–1) of step ``index`` from its runs."""
     if pipeline.steps[index].has_items:
         total = (job.stages or [])[index].get("items", {}).get("total") or 0
@@ -67,7 +68,7 @@ def past_durations(session: Session, pipeline: str) -> dict[int, float]:
     return durations
 
 
-def estimate_eta(session: Session, job: Job, pipeline: Pipeline, index: int, fraction: float) -> float | None:
+def estimate_eta(session: Session, job: JobRow, pipeline: Pipeline, index: int, fraction: float) -> float | None:
     """Seconds left, or None when there is nothing to go on yet."""
     history = past_durations(session, pipeline.name)
     from_history = None
@@ -85,7 +86,7 @@ def estimate_eta(session: Session, job: Job, pipeline: Pipeline, index: int, fra
 
 
 def update_job_progress(
-    session: Session, job: Job, pipeline: Pipeline, index: int, outbox: Outbox, *, fraction: float | None = None,
+    session: Session, job: JobRow, pipeline: Pipeline, index: int, outbox: Outbox, *, fraction: float | None = None,
 ) -> None:
     """Recompute the job's progress while step ``index`` runs; shown progress never goes down."""
     if fraction is None:
@@ -104,7 +105,7 @@ def update_job_progress(
     outbox.notify(job.id, "progress")
 
 
-def remaining_eta(job: Job) -> int | None:
+def remaining_eta(job: Job | JobRow) -> int | None:
     """The stored ETA less the time since it was computed, in whole seconds."""
     if job.eta_seconds is None or job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
         return None

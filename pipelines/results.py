@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from actors.storage import REF_PREFIX, get_storage, key_of
-from pipelines.models import Job, StoredFile
+from pipelines.jobrow import JobRow
+from pipelines.models import StoredFile
 
 FILE_PREFIX = "file:"
 
@@ -29,7 +30,7 @@ def _walk(value: Any, replace) -> Any:
     return value
 
 
-def finalize_result(session: Session, job: Job, output: Any) -> dict[str, Any]:
+def finalize_result(session: Session, job: JobRow, output: Any) -> dict[str, Any]:
     """The job's result: every ``storage:<key>`` becomes a download URL of a file the job's user owns."""
     known: dict[str, str] = {}
 

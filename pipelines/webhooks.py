@@ -18,6 +18,7 @@ from actors.webhooks import deliver_webhook, webhook_secret
 from pipelines.db import transaction
 from pipelines.dispatch import Outbox
 from pipelines.hooks import on_job_finished
+from pipelines.jobrow import JobRow
 from pipelines.jobs import InvalidJobInput, serialize
 from pipelines.models import TERMINAL_JOB, Job, JobStatus, utcnow
 
@@ -40,13 +41,13 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
-def delivery_id(job: Job) -> str:
+def delivery_id(job: JobRow) -> str:
     """Stable across retries of one delivery; a new attempt of the job gets a new id."""
     return f"msg_{job.id}_{job.attempt}_{job.status}"
 
 
 @on_job_finished
-def queue_delivery(session: Session, job: Job, outbox: Outbox) -> None:
+def queue_delivery(session: Session, job: JobRow, outbox: Outbox) -> None:
     """Mark the finished job unseen, and queue its webhook if it asked for one."""
     job.notified_at = None  # a retried job that finishes again is news again
     if not job.webhook_url:

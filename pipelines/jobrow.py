@@ -1,0 +1,93 @@
+"""A job row for the engine's transitions, read and written with table-level statements.
+
+Every transition locks its job row, changes a few fields and writes them back. Done with the ORM
+that costs an identity map entry and a unit-of-work flush each time, the largest share of a
+stage's overhead. A :class:`JobRow` reads the row in one ``SELECT … FOR UPDATE`` and writes
+what was assigned in one ``UPDATE`` just before the session commits. The web layer's reads keep
+using the ORM ``Job``; both have the same attribute names, so :func:`pipelines.jobs.serialize`
+takes either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, bindparam, event, select
+from sqlalchemy.orm import Session
+
+from pipelines.models import Job
+
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+#: Columns a transition rarely needs (large JSON); read on first access.
+_DEFERRED = ("input", "resolved_input", "result")
+_EAGER = [c for c in JOBS.c if c.name not in _DEFERRED]
+_LOCK = select(*_EAGER).where(JOBS.c.id == bindparam("job_id")).with_for_update()
+_SESSION_KEY = "conveyor_job_rows"
+
+
+class JobRow:
+    """One locked job row: read attributes as on ``Job``; assignments are saved before commit."""
+
+    def __init__(self, session: Session, values: dict[str, Any], *, new: bool = False) -> None:
+        object.__setattr__(self, "_session", session)
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_changed", dict(values) if new else {})
+        object.__setattr__(self, "_new", new)
+        session.info.setdefault(_SESSION_KEY, []).append(self)
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__["_values"]
+        if name not in values:
+            if name not in _DEFERRED:
+                raise AttributeError(name)
+            values[name] = self._session.connection().execute(
+                select(JOBS.c[name]).where(JOBS.c.id == values["id"])).scalar_one()
+        return values[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in JOBS.c:
+            raise AttributeError(f"jobs has no column {name!r}")
+        self._values[name] = value
+        self._changed[name] = value
+
+    def ensure_inserted(self) -> None:
+        """Insert a new row now (rows that refer to it are about to be written)."""
+        if self._new:
+            self.save()
+
+    def save(self) -> None:
+        """Write the assigned fields (or insert the row, if new) now; a no-op when nothing changed."""
+        if not self._changed:
+            return
+        connection = self._session.connection()
+        if self._new:
+            connection.execute(JOBS.insert(), self._changed)
+            object.__setattr__(self, "_new", False)
+        else:
+            connection.execute(JOBS.update().where(JOBS.c.id == self._values["id"]), self._changed)
+        object.__setattr__(self, "_changed", {})
+
+    def __repr__(self) -> str:
+        return f"<JobRow {self._values.get('pipeline')} {self._values.get('id')} {self._values.get('status')}>"
+
+
+def lock_job_row(session: Session, job_id: str) -> JobRow | None:
+    """Read the job row and lock it until the transaction ends (a no-op lock on SQLite)."""
+    row = session.connection().execute(_LOCK, {"job_id": job_id}).first()
+    return JobRow(session, dict(row._mapping)) if row is not None else None
+
+
+def new_job_row(session: Session, values: dict[str, Any]) -> JobRow:
+    """A job to insert: written at the first :meth:`JobRow.save`, at the latest before commit."""
+    defaults: dict[str, Any] = {}
+    for column in JOBS.c:
+        default = column.default
+        defaults[column.name] = None if default is None else (
+            default.arg(None) if default.is_callable else default.arg)  # type: ignore[attr-defined]
+    return JobRow(session, {**defaults, **values}, new=True)
+
+
+@event.listens_for(Session, "before_commit")
+def _save_job_rows(session: Session) -> None:
+    for row in session.info.pop(_SESSION_KEY, ()):
+        row.save()
