@@ -17,31 +17,30 @@ from actors.audio_stages import (
     transcribe_chunk,
 )
 from pipelines.definition import Pipeline, fan_out, stage
-
-_FILE = "an uploaded file as \"file:<id>\", or an https:// URL"
+from pipelines.inputs import ChunkSeconds, Language, file_field
 
 
 class LectureNotesInput(BaseModel):
     """Input of ``lecture_notes``."""
 
-    audio: str = Field(description=f"The lecture recording: {_FILE}.")
-    language: str | None = Field(None, description="ISO 639-1 code of the spoken language (detected if unset).")
-    chunk_seconds: float | None = Field(None, ge=10, le=600, description="Target chunk length in seconds (60).")
+    audio: str = file_field("The lecture recording")
+    language: Language = None
+    chunk_seconds: ChunkSeconds = None
 
 
 class SubtitlesInput(BaseModel):
     """Input of ``subtitles``."""
 
-    media: str = Field(description=f"Audio or video: {_FILE}.")
+    media: str = file_field("Audio or video")
     format: Literal["srt", "vtt"] = Field("srt", description="Subtitle format.")
-    language: str | None = Field(None, description="ISO 639-1 code of the spoken language (detected if unset).")
-    chunk_seconds: float | None = Field(None, ge=10, le=600, description="Target chunk length in seconds (60).")
+    language: Language = None
+    chunk_seconds: ChunkSeconds = None
 
 
 class AudioInput(BaseModel):
     """Input of ``noise_removal`` and ``audio_clean``."""
 
-    audio: str = Field(description=f"The recording: {_FILE}.")
+    audio: str = file_field("The recording")
 
 
 lecture_notes = Pipeline(

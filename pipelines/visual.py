@@ -31,10 +31,10 @@ from actors.visual_stages import (
     speak_text,
 )
 from pipelines.definition import Pipeline, fan_out, parallel, stage
+from pipelines.inputs import file_field
 from pipelines.jobs import InvalidJobInput
 from pipelines.models import STEP_ROW, Job, StageRun
 
-_FILE = "an uploaded file as \"file:<id>\", or an https:// URL"
 MIN_SCRIPT_CHARS = 60
 MAX_SCRIPT_CHARS = 20_000
 MAX_SPEECH_CHARS = 5_000
@@ -42,10 +42,14 @@ MAX_SPEECH_CHARS = 5_000
 Preset = Literal["warm", "cool", "noir", "vivid", "vintage", "teal_orange"]
 
 
-class VideoGenerationInput(BaseModel):
-    """Input of ``video_generation``."""
+class _StrictInput(BaseModel):
+    """An input model that refuses fields it does not define (a misspelt option is an error)."""
 
     model_config = {"extra": "forbid"}
+
+
+class VideoGenerationInput(_StrictInput):
+    """Input of ``video_generation``."""
 
     script: str = Field(min_length=MIN_SCRIPT_CHARS, max_length=MAX_SCRIPT_CHARS,
                         description="The script; paragraphs become scenes (else sentences, else chunks).")
@@ -63,40 +67,32 @@ class VideoGenerationInput(BaseModel):
         return script
 
 
-class PersonaInput(BaseModel):
+class PersonaInput(_StrictInput):
     """Input of ``persona``."""
 
-    model_config = {"extra": "forbid"}
-
     name: str = Field(min_length=1, max_length=100, description="The persona's name.")
-    video: str = Field(description=f"A video of the person speaking (the voice comes from it): {_FILE}.")
-    photo: str = Field(description=f"A photo of the person's face: {_FILE}.")
+    video: str = file_field("A video of the person speaking (the voice comes from it)")
+    photo: str = file_field("A photo of the person's face")
 
 
-class TalkingVideoInput(BaseModel):
+class TalkingVideoInput(_StrictInput):
     """Input of ``talking_video``."""
-
-    model_config = {"extra": "forbid"}
 
     persona_job: str = Field(min_length=1, max_length=64, description="The id of a completed persona job.")
     text: str = Field(min_length=1, max_length=MAX_SPEECH_CHARS, description="What the persona says.")
 
 
-class ColorGradeInput(BaseModel):
+class ColorGradeInput(_StrictInput):
     """Input of ``color_grade``."""
 
-    model_config = {"extra": "forbid"}
-
-    video: str = Field(description=f"The video: {_FILE}.")
+    video: str = file_field("The video")
     preset: Preset = Field(description="The look: " + ", ".join(preset_names()) + ".")
 
 
-class RotoInput(BaseModel):
+class RotoInput(_StrictInput):
     """Input of ``roto``."""
 
-    model_config = {"extra": "forbid"}
-
-    video: str = Field(description=f"The video: {_FILE}.")
+    video: str = file_field("The video")
     description: str | None = Field(
         None, max_length=500,
         description="What to cut out; the current providers find the main subject by themselves.",
