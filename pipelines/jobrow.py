@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, select
+from sqlalchemy import Row, Table, bindparam, event, select
 from sqlalchemy.orm import Session
 
 from pipelines.models import Job
@@ -69,6 +69,10 @@ class JobRow:
 
     def __repr__(self) -> str:
         return f"<JobRow {self._values.get('pipeline')} {self._values.get('id')} {self._values.get('status')}>"
+
+
+#: What :func:`pipelines.jobs.serialize` reads: an ORM job, a locked row, or a row read by a plain select.
+JobLike = Job | JobRow | Row[Any]
 
 
 def lock_job_row(session: Session, job_id: str) -> JobRow | None:

@@ -14,15 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from pipelines import engine
-from pipelines.db import transaction
+from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
 from pipelines.dispatch import Outbox, send
-from pipelines.jobrow import JobRow, new_job_row
+from pipelines.jobrow import JOBS, JobLike, JobRow, new_job_row
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
@@ -30,6 +30,7 @@ from pipelines.urls import url_errors
 
 #: Most jobs one list call returns.
 MAX_PAGE = 100
+_READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
 
 
 class JobError(Exception):
@@ -60,7 +61,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z" if value is not None else None
 
 
-def serialize(job: Job | JobRow) -> dict[str, Any]:
+def serialize(job: JobLike) -> dict[str, Any]:
     """The job object of the REST contract."""
     return {
         "id": job.id, "pipeline": job.pipeline, "status": job.status, "progress": round(job.progress or 0.0, 2),
@@ -150,13 +151,6 @@ def _replay(job: Job, digest: str) -> dict[str, Any]:
     return serialize(job)
 
 
-def _owned(session: Session, job_id: str, user_id: str | None) -> Job:
-    job = session.get(Job, job_id, options=[undefer("*")])
-    if job is None or (user_id is not None and job.user_id != user_id):
-        raise JobNotFound(job_id)
-    return job
-
-
 def _owned_locked(session: Session, job_id: str, user_id: str | None) -> JobRow:
     job = engine.lock_job(session, job_id)
     if job is None or (user_id is not None and job.user_id != user_id):
@@ -165,9 +159,15 @@ def _owned_locked(session: Session, job_id: str, user_id: str | None) -> JobRow:
 
 
 def get_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
-    """One job by id (one indexed read). Raises JobNotFound, also for another user's job."""
-    with transaction() as session:
-        return serialize(_owned(session, job_id, user_id))
+    """One job by id: one indexed read, in autocommit (no transaction to begin and end).
+
+    Raises JobNotFound, also for another user's job.
+    """
+    with autocommit() as connection:
+        job = connection.execute(_READ_JOB, {"job_id": job_id}).first()
+    if job is None or (user_id is not None and job.user_id != user_id):
+        raise JobNotFound(job_id)
+    return serialize(job)
 
 
 def _encode_cursor(job: Job) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from pipelines.definition import Pipeline
 from pipelines.dispatch import Outbox
-from pipelines.jobrow import JobRow
+from pipelines.jobrow import JobLike, JobRow
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
 
 #: s; how long past step durations are cached per pipeline.
@@ -105,7 +105,7 @@ def update_job_progress(
     outbox.notify(job.id, "progress")
 
 
-def remaining_eta(job: Job | JobRow) -> int | None:
+def remaining_eta(job: JobLike) -> int | None:
     """The stored ETA less the time since it was computed, in whole seconds."""
     if job.eta_seconds is None or job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
         return None
