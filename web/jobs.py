@@ -34,15 +34,21 @@ def poll_after(job: dict[str, Any]) -> int:
 
 
 def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = False) -> Response:
-    """The job as JSON, with an ETag, and Retry-After while it is unfinished."""
+    """The job as JSON, with an ETag, and Retry-After while it is unfinished.
+
+    ``conditional``: answer 304 with no body when the request's If-None-Match names this ETag
+    (the weak comparison RFC 9110 asks of If-None-Match).
+    """
     body = json.dumps(job, separators=(",", ":"))
-    response = current_app.response_class(body, status=status, mimetype="application/json")
-    response.set_etag(hashlib.sha1(body.encode()).hexdigest()[:20])
+    etag = hashlib.sha1(body.encode()).hexdigest()[:20]
+    if conditional and request.if_none_match.contains_weak(etag):
+        response = current_app.response_class(status=304)
+    else:
+        response = current_app.response_class(body, status=status, mimetype="application/json")
+    response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
     if job["status"] not in TERMINAL_JOB:
         response.headers["Retry-After"] = str(poll_after(job))
-    if conditional:
-        response.make_conditional(request)
     return response
 
 
