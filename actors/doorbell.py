@@ -12,7 +12,10 @@ costs the old wait.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import uuid4
 
 import redis
@@ -35,6 +38,20 @@ WORKER_SILENCE = 10_000
 class DoorbellRedisBroker(RedisBroker):
     """:class:`RedisBroker` that rings a per-queue doorbell on enqueue."""
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch = threading.local()
+
+    @contextmanager
+    def doorbells_into(self, pipe: redis.client.Pipeline) -> Iterator[None]:
+        """Within the block, this thread's enqueues add their doorbell rings to ``pipe`` instead of
+        sending them each in a round trip of their own; the caller executes ``pipe``."""
+        self._batch.pipe = pipe
+        try:
+            yield
+        finally:
+            self._batch.pipe = None
+
     def doorbell_key(self, queue_name: str) -> str:
         return f"{self.namespace}:{queue_name}.doorbell"
 
@@ -54,7 +71,11 @@ class DoorbellRedisBroker(RedisBroker):
         self.do_enqueue(queue_name, message.options["redis_message_id"], message.encode())
         self.emit_after("enqueue", message, delay)
         key = self.doorbell_key(queue_name)
-        self.client.pipeline(transaction=False).lpush(key, 1).ltrim(key, 0, DOORBELL_DEPTH - 1).execute()
+        batch = getattr(self._batch, "pipe", None)
+        pipe = batch if batch is not None else self.client.pipeline(transaction=False)
+        pipe.lpush(key, 1).ltrim(key, 0, DOORBELL_DEPTH - 1)
+        if batch is None:
+            pipe.execute()
         return message
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _DoorbellConsumer:

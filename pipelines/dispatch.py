@@ -16,6 +16,7 @@ from typing import Any
 
 import dramatiq
 
+from actors.doorbell import DoorbellRedisBroker
 from pipelines import events
 from pipelines.definition import RetryPolicy
 from pipelines.models import RunStatus, StageRun, utcnow
@@ -91,9 +92,26 @@ def send(outbox: Outbox) -> None:
     """Enqueue the outbox's messages and publish its notices. Call after the commit.
 
     A failure to enqueue is logged, not raised: the run stays queued in the database and
-    the reconciler sends it again.
+    the reconciler sends it again. On the doorbell broker, the doorbell rings and the notices
+    travel together in one round trip after the enqueues.
     """
     broker = dramatiq.get_broker()
+    if not isinstance(broker, DoorbellRedisBroker):
+        _enqueue_all(broker, outbox)
+        if outbox.notices:
+            events.publish_many(outbox.notices)
+        return
+    pipe = broker.client.pipeline(transaction=False)
+    with broker.doorbells_into(pipe):
+        _enqueue_all(broker, outbox)
+    events.add_publishes(pipe, outbox.notices)
+    try:
+        pipe.execute()
+    except Exception:  # a lost ring costs an idle consumer its poll interval; a lost notice, a live view's lag
+        logger.warning("Could not ring doorbells or publish %d job notice(s)", len(outbox.notices))
+
+
+def _enqueue_all(broker: dramatiq.Broker, outbox: Outbox) -> None:
     for d in outbox.dispatches:
         actor = broker.get_actor(d.actor_name)
         options: dict[str, Any] = {
@@ -110,5 +128,3 @@ def send(outbox: Outbox) -> None:
             broker.enqueue(plain)
         except Exception:
             logger.exception("Could not enqueue %s", plain.actor_name)
-    if outbox.notices:
-        events.publish_many(outbox.notices)

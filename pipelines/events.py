@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dramatiq
+import redis
 
 from actors.broker import redis_client
 
@@ -33,14 +34,19 @@ def publish(job_id: str, kind: str) -> None:
     publish_many({job_id: kind})
 
 
+def add_publishes(pipe: redis.client.Pipeline, notices: dict[str, str]) -> None:
+    """Add the publishing of ``{job_id: kind}`` notices to a Redis pipeline the caller executes."""
+    for job_id, kind in notices.items():
+        pipe.publish(channel(job_id), json.dumps({"event": kind, "job_id": job_id}))
+
+
 def publish_many(notices: dict[str, str]) -> None:
     """Publish ``{job_id: kind}`` notices, in one round trip to Redis."""
     client = redis_client(dramatiq.get_broker())
     if client is not None:
         try:
             pipe = client.pipeline(transaction=False)
-            for job_id, kind in notices.items():
-                pipe.publish(channel(job_id), json.dumps({"event": kind, "job_id": job_id}))
+            add_publishes(pipe, notices)
             pipe.execute()
         except Exception:  # a lost notice only delays a live view; polling still answers
             logger.warning("Could not publish %d job notice(s)", len(notices))
