@@ -10,7 +10,6 @@ unreachable service skips the tests; under CI=true it fails them.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,85 +17,35 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import IN_CI
+from tests.services import RunServices, require_own_process
 
+require_own_process("tests/reliability", "test-reliability")
 REDIS_URL = os.environ.get("CONVEYOR_TEST_RELIABILITY_REDIS_URL", "redis://127.0.0.1:6379/11")
-POSTGRES_ADMIN_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 #: A provider key the workers hold; it must never surface in an error.
 CANARY_KEY = "luma-canary-" + uuid.uuid4().hex
-
-if "actors.broker" in sys.modules and os.environ.get("CONVEYOR_BROKER") == "stub":
-    raise pytest.UsageError("run tests/reliability in its own pytest process: make test-reliability")
-
-
-def _reachable() -> str | None:
-    import psycopg
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        return f"Redis at {REDIS_URL}: {exc}"
-    try:
-        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2).close()
-    except Exception as exc:
-        return f"PostgreSQL at {POSTGRES_ADMIN_URL}: {exc}"
-    return None
-
-
-_problem = _reachable()
-if _problem and IN_CI:
-    raise pytest.UsageError(f"CI=true but a service is down: {_problem}; .ci/run must start it")
-DATABASE_NAME = f"conveyor_rel_{uuid.uuid4().hex[:10]}"
-DATABASE_URL = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + DATABASE_NAME
+SERVICES = RunServices(REDIS_URL, "conveyor_rel")
+DATABASE_URL = SERVICES.database_url
 SCRATCH = Path(tempfile.mkdtemp(prefix="conveyor-reliability-"))
 
-# Worker processes inherit this environment (the lease and reconciler pace are production's defaults).
+# Worker processes inherit this environment.
 os.environ.update({
-    "CONVEYOR_BROKER": "redis",
-    "REDIS_URL": REDIS_URL,
-    "DATABASE_URL": DATABASE_URL,
+    **SERVICES.environment(),
     "CONVEYOR_VAR_DIR": str(SCRATCH / "var"),
     "STORAGE_URL": f"file://{SCRATCH / 'files'}",
     "CONVEYOR_PIPELINES": "tests.reliability.faulty",
     "CONVEYOR_TEST_EXECUTIONS": str(SCRATCH / "executions.jsonl"),
-    "CONVEYOR_PROGRESS_INTERVAL": "0.2",
-    "CONVEYOR_LEASE_SECONDS": "10",
-    "CONVEYOR_RECONCILE_INTERVAL": "2",
     "LUMA_API_KEY": CANARY_KEY,
 })
 
 
 def pytest_collection_modifyitems(config, items):
-    if _problem:
-        skip = pytest.mark.skip(reason=f"service unreachable: {_problem}")
-        for item in items:
-            item.add_marker(skip)
+    SERVICES.skip_if_unreachable(items)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def reliability_services() -> Iterator[None]:
     """Create this run's database and schema (through the migrations), flush this run's Redis db."""
-    if _problem:
-        yield
-        return
-    import psycopg
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-    from conveyor.config import configure
-    from pipelines.schema import upgrade
-
-    configure()
-    upgrade()
-    yield
-    from pipelines.db import dispose_all
-
-    dispose_all()
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
+    yield from SERVICES.session()
 
 
 @pytest.fixture

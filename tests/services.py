@@ -1,0 +1,100 @@
+"""This run's real Redis and PostgreSQL, for the folders that need them (tests/integration, tests/reliability).
+
+Such a folder runs in its own pytest process, and its conftest sets the environment before any
+actor is imported (the broker is chosen then). Each run gets its own PostgreSQL database
+(created and migrated here, dropped at the end) and its own Redis database number, flushed
+first. Locally an unreachable service skips the folder's tests; under CI=true it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import IN_CI
+
+POSTGRES_ADMIN_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def require_own_process(folder: str, make_target: str) -> None:
+    """Refuse to run ``folder`` after the unit tests imported the actors with the stub broker."""
+    if "actors.broker" in sys.modules and os.environ.get("CONVEYOR_BROKER") == "stub":
+        raise pytest.UsageError(f"run {folder} in its own pytest process: make {make_target}")
+
+
+def unreachable(redis_url: str, postgres_url: str = POSTGRES_ADMIN_URL) -> str | None:
+    """Which service does not answer (with its error), or None when both do."""
+    import psycopg
+    import redis
+
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        return f"Redis at {redis_url}: {exc}"
+    try:
+        psycopg.connect(postgres_url, connect_timeout=2).close()
+    except Exception as exc:
+        return f"PostgreSQL at {postgres_url}: {exc}"
+    return None
+
+
+class RunServices:
+    """The Redis database ``redis_url`` and a new PostgreSQL database named ``<prefix>_<random>``.
+
+    Raises:
+      pytest.UsageError: at once under CI=true when a service is unreachable, so the run fails
+        instead of skipping.
+    """
+
+    def __init__(self, redis_url: str, database_prefix: str) -> None:
+        self.redis_url = redis_url
+        self.problem = unreachable(redis_url)
+        if self.problem and IN_CI:
+            raise pytest.UsageError(f"CI=true but a service is down: {self.problem}; .ci/run must start it")
+        self.database_name = f"{database_prefix}_{uuid.uuid4().hex[:10]}"
+        self.database_url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.database_name
+
+    def environment(self) -> dict[str, str]:
+        """The variables this process and its workers need (lease and reconciler pace: production's defaults)."""
+        return {
+            "CONVEYOR_BROKER": "redis",
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": self.database_url,
+            "CONVEYOR_PROGRESS_INTERVAL": "0.2",
+            "CONVEYOR_LEASE_SECONDS": "10",
+            "CONVEYOR_RECONCILE_INTERVAL": "2",
+        }
+
+    def skip_if_unreachable(self, items: list[pytest.Item]) -> None:
+        """Mark every collected test skipped when a service is unreachable (only outside CI)."""
+        if self.problem:
+            skip = pytest.mark.skip(reason=f"service unreachable: {self.problem}")
+            for item in items:
+                item.add_marker(skip)
+
+    def session(self) -> Iterator[None]:
+        """Flush the Redis database, create and migrate the PostgreSQL one; drop it when done."""
+        if self.problem:
+            yield
+            return
+        import psycopg
+        import redis
+
+        redis.Redis.from_url(self.redis_url).flushdb()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{self.database_name}"')
+        from conveyor.config import configure
+        from pipelines.schema import upgrade
+
+        configure()
+        upgrade()
+        yield
+        from pipelines.db import dispose_all
+
+        dispose_all()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
