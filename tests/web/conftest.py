@@ -46,18 +46,6 @@ def auth(user: NewUser) -> dict[str, str]:
     return bearer(user)
 
 
-def stop_embedded_redis(var_dir) -> None:
-    """Shut down an embedded Redis server a subprocess left under ``var_dir`` (it may outlive its parent)."""
-    import redis
-
-    socket_path = var_dir / "redis.sock"
-    if socket_path.exists():
-        try:
-            redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5).shutdown(nosave=True)
-        except redis.RedisError:
-            pass  # already gone
-
-
 def submit(client: FlaskClient, auth: dict[str, str], pipeline: str = "demo", **job: Any) -> Any:
     response = client.post("/api/jobs", json={"pipeline": pipeline, "input": job.pop("input", {}), **job},
                            headers=auth)

@@ -3,22 +3,16 @@ headless Chromium by Playwright (no browser download)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.dev_server import DevServer, dev_server
 from tests.support import IN_CI
-from tests.web.conftest import stop_embedded_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,56 +21,11 @@ SAMPLE = ROOT / "samples" / "lecture.mp3"
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Server:
-    url: str
-    token: str
-    sign_in_link: str
-    env: dict[str, str]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """``conveyor dev`` in a fresh var/ folder; its first-run sign-in link gives the token."""
-    var = tmp_path_factory.mktemp("dev")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CONVEYOR_") and k not in ("DATABASE_URL", "REDIS_URL", "STORAGE_URL")}
-    env.update(CONVEYOR_VAR_DIR=str(var), PYTHONPATH=str(ROOT), CONVEYOR_PROGRESS_INTERVAL="0.1")
-    log = (var / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "web.cli", "dev", "--port", str(port), "--threads", "4"],
-                               cwd=var, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        link = None
-        while link is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("conveyor dev did not start:\n" + (var / "server.log").read_text())
-            match = re.search(r"(http://\S+/#token=(\S+))", (var / "server.log").read_text())
-            if match:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        link = match.group(1)
-                        token = match.group(2)
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.2)
-        yield Server(url=url, token=token, sign_in_link=link, env=env)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        stop_embedded_redis(var)
+    with dev_server(tmp_path_factory.mktemp("dev"), CONVEYOR_PROGRESS_INTERVAL="0.1") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +45,7 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser, server: Server):
+def page(browser, server: DevServer):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -106,7 +55,7 @@ def page(browser, server: Server):
     context.close()
 
 
-def api(server: Server):
+def api(server: DevServer):
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=10)
 
 
@@ -121,7 +70,7 @@ def progress_of(locator) -> float:
     return float(locator.get_attribute("aria-valuenow"))
 
 
-def test_the_sign_in_link_stores_the_token_and_clears_the_address_bar(page, server: Server):
+def test_the_sign_in_link_stores_the_token_and_clears_the_address_bar(page, server: DevServer):
     page.goto(server.sign_in_link)
     page.get_by_role("heading", name="Jobs").wait_for()
     assert "token" not in page.url
@@ -134,7 +83,7 @@ def test_the_sign_in_link_stores_the_token_and_clears_the_address_bar(page, serv
     fresh.get_by_role("heading", name="Jobs").wait_for()
 
 
-def test_a_job_started_from_the_form_shows_live_progress_and_its_result(page, server: Server):
+def test_a_job_started_from_the_form_shows_live_progress_and_its_result(page, server: DevServer):
     page.goto(server.sign_in_link)
     page.get_by_role("link", name="New job").first.click()
     page.locator("#pipeline").select_option("demo")
@@ -169,7 +118,7 @@ def test_a_job_started_from_the_form_shows_live_progress_and_its_result(page, se
     assert job_id is None  # we are back on the list
 
 
-def test_the_list_updates_running_jobs_live(page, server: Server):
+def test_the_list_updates_running_jobs_live(page, server: DevServer):
     with api(server) as client:
         job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 3, "sleep": 1.5}}).json()
     page.goto(server.sign_in_link)
@@ -181,7 +130,7 @@ def test_the_list_updates_running_jobs_live(page, server: Server):
     assert page.locator(f"tr[data-job-id='{job['id']}'] .badge").inner_text() == "completed"
 
 
-def test_cancel_and_retry_buttons(page, server: Server):
+def test_cancel_and_retry_buttons(page, server: DevServer):
     with api(server) as client:
         job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 2, "sleep": 20}}).json()
     page.goto(server.sign_in_link)
@@ -195,7 +144,7 @@ def test_cancel_and_retry_buttons(page, server: Server):
         client.post(f"/api/jobs/{job['id']}/cancel")
 
 
-def test_a_result_file_gets_a_player_and_a_download_link(page, server: Server):
+def test_a_result_file_gets_a_player_and_a_download_link(page, server: DevServer):
     with api(server) as client:
         stored = client.post("/api/files", files={"file": ("lecture.mp3", SAMPLE.read_bytes())}).json()
         job = client.post("/api/jobs", json={"pipeline": "noop_chain", "input": {"audio": f"file:{stored['id']}"}}).json()
@@ -212,7 +161,7 @@ def test_a_result_file_gets_a_player_and_a_download_link(page, server: Server):
     assert response.body() == SAMPLE.read_bytes()
 
 
-def test_the_form_uploads_a_file_for_a_file_field(page, server: Server):
+def test_the_form_uploads_a_file_for_a_file_field(page, server: DevServer):
     with api(server) as client:
         pipelines = {p["name"]: p for p in client.get("/api/pipelines").json()["pipelines"]}
     with_files = [
@@ -235,7 +184,7 @@ def test_the_form_uploads_a_file_for_a_file_field(page, server: Server):
         client.post(f"/api/jobs/{job_id}/cancel")
 
 
-def test_queue_stats_page(page, server: Server):
+def test_queue_stats_page(page, server: DevServer):
     page.goto(server.sign_in_link)
     page.get_by_role("link", name="Queues").click()
     page.locator("#queues tr[data-queue=default]").wait_for()

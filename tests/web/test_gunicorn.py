@@ -3,39 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.web.conftest import stop_embedded_redis
+from tests.dev_server import free_port, isolated_env, stop_embedded_redis
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_gunicorn_serves_polls_and_event_streams(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CONVEYOR_") and k not in ("DATABASE_URL", "REDIS_URL", "STORAGE_URL")}
-    env.update(CONVEYOR_VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(ROOT), WEB_CONCURRENCY="2")
+    env = isolated_env(tmp_path / "var", WEB_CONCURRENCY="2")
     cli = [sys.executable, "-m", "web.cli"]
     subprocess.run([*cli, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True)
     created = subprocess.run([*cli, "users", "create", "web"], env=env, cwd=tmp_path, check=True,
                              capture_output=True, text=True)
     token = created.stdout.strip().splitlines()[-1]
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([*cli, "web", "--port", str(port)], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
