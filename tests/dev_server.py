@@ -5,8 +5,10 @@ It needs neither pytest nor the test database, so the script can use it too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -54,7 +56,11 @@ def isolated_env(var_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def stop_embedded_redis(var_dir: Path) -> None:
-    """Shut down an embedded Redis server a subprocess left under ``var_dir`` (it may outlive its parent)."""
+    """Shut down an embedded Redis server a subprocess left under ``var_dir`` (it may outlive its parent).
+
+    Asked politely first; a server still running under ``var_dir`` afterwards (one started again by a
+    process that was exiting) is terminated, so no test leaves a server behind.
+    """
     import redis
 
     socket_path = var_dir / "redis.sock"
@@ -63,6 +69,15 @@ def stop_embedded_redis(var_dir: Path) -> None:
             redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5).shutdown(nosave=True)
         except redis.RedisError:
             pass  # already gone
+    marker = str(var_dir.resolve()).encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"redis-server" in command and marker in command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGTERM)
 
 
 @contextmanager
