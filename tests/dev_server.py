@@ -59,7 +59,7 @@ def stop_embedded_redis(var_dir: Path) -> None:
     """Shut down an embedded Redis server a subprocess left under ``var_dir`` (it may outlive its parent).
 
     Asked politely first; a server still running under ``var_dir`` afterwards (one started again by a
-    process that was exiting) is terminated, so no test leaves a server behind.
+    process that was exiting) is killed, so no test leaves a server behind.
     """
     import redis
 
@@ -77,7 +77,7 @@ def stop_embedded_redis(var_dir: Path) -> None:
             continue
         if b"redis-server" in command and marker in command:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGTERM)
+                os.kill(int(proc.name), signal.SIGKILL)  # a throwaway server; SIGTERM waits on a save
 
 
 @contextmanager
