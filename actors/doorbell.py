@@ -117,6 +117,10 @@ class _DoorbellConsumer(_RedisConsumer):
         self.idle_timeout = timeout
 
     def __next__(self):
+        # Whether this call may fetch: decided before it, because worker threads acknowledge (and so
+        # free prefetch slots) concurrently. A None from a consumer that was full means "no room",
+        # not "queue empty", and must not wait on a doorbell that nobody may ring.
+        had_room = self.outstanding_message_count < self.prefetch
         try:
             message = super().__next__()
         except DecodeError as exc:
@@ -128,7 +132,7 @@ class _DoorbellConsumer(_RedisConsumer):
                 raise ConnectionClosed(error) from None
             return None
         if message is None:
-            if self.outstanding_message_count < self.prefetch:
+            if had_room:  # it fetched and found the queue empty
                 self.broker.wait_for_doorbell(self.queue_name, self.idle_timeout)
             else:
                 time.sleep(BUSY_SLEEP)

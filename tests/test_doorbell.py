@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.message import Message
 
@@ -78,3 +79,28 @@ def test_a_delayed_message_is_live_and_an_acknowledged_one_is_not(broker):
     assert broker.message_is_live("default", delayed)
     assert not broker.message_is_live("default", done)
     assert not broker.message_is_live("default", "never-sent")
+
+
+def test_a_full_consumer_freed_by_an_ack_meanwhile_does_not_wait_on_the_doorbell(broker, monkeypatch):
+    # Given a consumer whose one prefetch slot is taken, and another message waiting in the queue
+    first = broker.enqueue(_message())
+    second = broker.enqueue(_message())
+    consumer = broker.consume("default", prefetch=1, timeout=60_000)
+    taken = next(consumer)
+    assert taken.message_id == first.message_id
+    waits: list[str] = []
+    monkeypatch.setattr(broker, "wait_for_doorbell", lambda queue, timeout: waits.append(queue))
+    # When a worker thread acknowledges the first while the consumer finds itself full
+    dramatiq_next = _RedisConsumer.__next__
+
+    def full_then_acked(self):
+        result = dramatiq_next(self)  # no room: returns None without fetching
+        consumer.ack(taken)
+        return result
+
+    monkeypatch.setattr(_RedisConsumer, "__next__", full_then_acked)
+    assert next(consumer) is None
+    # Then it does not block on the doorbell (nothing would ring it: the second message is already queued)
+    assert waits == []
+    monkeypatch.undo()
+    assert next(consumer).message_id == second.message_id
