@@ -56,6 +56,8 @@ def pipeline_of(job: JobRow) -> Pipeline:
 RUNS: Table = StageRun.__table__  # type: ignore[assignment]
 EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
 _INSERT_EVENT = EVENTS.insert()
+_INSERT_RUN = RUNS.insert().returning(RUNS.c.id)
+_INSERT_RUNS = RUNS.insert().returning(RUNS.c.id, sort_by_parameter_order=True)
 _CLAIM_JOB = (JOBS.update().where(JOBS.c.id == bindparam("job_id"), JOBS.c.status == JobStatus.PENDING.value)
               .values(status=JobStatus.PROCESSING.value, started_at=bindparam("now"), updated_at=bindparam("now")))
 _CLAIM_RUN = (
@@ -123,10 +125,10 @@ def initial_summary(pipeline: Pipeline) -> list[dict[str, Any]]:
 def _insert_runs(session: Session, job: JobRow, rows: list[dict[str, Any]]) -> list[int]:
     job.ensure_inserted()
     if len(rows) == 1:
-        return [_core(session).execute(RUNS.insert().returning(RUNS.c.id), rows[0]).scalar_one()]
+        return [_core(session).execute(_INSERT_RUN, rows[0]).scalar_one()]
     keys = set().union(*rows)  # one executemany needs the same columns in every row
     rows = [{key: row.get(key) for key in keys} for row in rows]
-    result = _core(session).execute(RUNS.insert().returning(RUNS.c.id, sort_by_parameter_order=True), rows)
+    result = _core(session).execute(_INSERT_RUNS, rows)
     return [r.id for r in result]
 
 

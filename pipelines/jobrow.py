@@ -22,6 +22,8 @@ JOBS: Table = Job.__table__  # type: ignore[assignment]
 _DEFERRED = ("input", "resolved_input", "result")
 _EAGER = [c for c in JOBS.c if c.name not in _DEFERRED]
 _LOCK = select(*_EAGER).where(JOBS.c.id == bindparam("job_id")).with_for_update()
+_INSERT = JOBS.insert()
+_UPDATE = JOBS.update().where(JOBS.c.id == bindparam("_row_id"))
 _SESSION_KEY = "conveyor_job_rows"
 
 
@@ -61,10 +63,10 @@ class JobRow:
             return
         connection = self._session.connection()
         if self._new:
-            connection.execute(JOBS.insert(), self._changed)
+            connection.execute(_INSERT, self._changed)
             object.__setattr__(self, "_new", False)
         else:
-            connection.execute(JOBS.update().where(JOBS.c.id == self._values["id"]), self._changed)
+            connection.execute(_UPDATE, {"_row_id": self._values["id"], **self._changed})
         object.__setattr__(self, "_changed", {})
 
     def __repr__(self) -> str:
