@@ -38,11 +38,19 @@ MAX_STREAM_SECONDS = 30 * 60
 RECONNECT_MS = 3000
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A job as read once, and its JSON text (encoded once for every stream that shares the read)."""
+
+    job: dict[str, Any]
+    data: str
+
+
 @dataclass
 class _Read:
     started: float
     done: threading.Event = field(default_factory=threading.Event)
-    job: dict[str, Any] | None = None
+    snapshot: Snapshot | None = None
     error: Exception | None = None
 
 
@@ -59,7 +67,7 @@ class SharedReads:
         self.lock = threading.Lock()
         self.reads: dict[tuple[str, str], _Read] = {}
 
-    def after(self, job_id: str, user_id: str, since: float) -> dict[str, Any]:
+    def after(self, job_id: str, user_id: str, since: float) -> Snapshot:
         key = (job_id, user_id)
         with self.lock:
             current = self.reads.get(key)
@@ -70,7 +78,7 @@ class SharedReads:
                 leader = True
         if leader:
             try:
-                current.job = get_job(job_id, user_id=user_id)
+                current.snapshot = snapshot_of(get_job(job_id, user_id=user_id))
             except Exception as exc:  # shared with the followers, raised in each
                 current.error = exc
             finally:
@@ -79,8 +87,8 @@ class SharedReads:
             current.done.wait()
         if current.error is not None:
             raise current.error
-        assert current.job is not None
-        return current.job
+        assert current.snapshot is not None
+        return current.snapshot
 
     def forget(self, job_id: str, user_id: str) -> None:
         """Drop the job's finished read (a stream of it ended)."""
@@ -106,8 +114,12 @@ EVENT_SCHEMA = {
 }
 
 
-def sse(kind: str, job: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(job, separators=(',', ':'))}\n\n"
+def snapshot_of(job: dict[str, Any]) -> Snapshot:
+    return Snapshot(job, json.dumps(job, separators=(",", ":")))
+
+
+def sse(kind: str, snapshot: Snapshot) -> str:
+    return f"event: {kind}\ndata: {snapshot.data}\n\n"
 
 
 def job_stream(job_id: str, user_id: str, *, keep_alive: float = KEEP_ALIVE,
@@ -122,25 +134,25 @@ def job_stream(job_id: str, user_id: str, *, keep_alive: float = KEEP_ALIVE,
 
 def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> Iterator[str]:
     with streams.subscribe(job_id, timeout=keep_alive) as notices:
-        job = get_job(job_id, user_id=user_id)
-        yield f"retry: {RECONNECT_MS}\n" + sse("status", job)
-        if job["status"] in TERMINAL_JOB:
+        last = snapshot_of(get_job(job_id, user_id=user_id))
+        yield f"retry: {RECONNECT_MS}\n" + sse("status", last)
+        if last.job["status"] in TERMINAL_JOB:
             return
-        last = job
         for notice in notices:
             if notice is None:
                 yield ": keep-alive\n\n"
             else:
                 try:
-                    job = shared_reads.after(job_id, user_id, notice.get("received_at", time.monotonic()))
+                    current = shared_reads.after(job_id, user_id, notice.get("received_at", time.monotonic()))
                 except JobNotFound:
                     return
                 # A status change is sent as a status event even when a stage notice came first.
-                kind = "status" if job["status"] != last["status"] else notice.get("event", "progress")
-                if job != last or kind != "progress":
-                    yield sse(kind, job)
-                    last = job
-                if job["status"] in TERMINAL_JOB:
+                status = current.job["status"]
+                kind = "status" if status != last.job["status"] else notice.get("event", "progress")
+                if current.data != last.data or kind != "progress":
+                    yield sse(kind, current)
+                    last = current
+                if status in TERMINAL_JOB:
                     return
             if time.monotonic() > deadline:
                 return
