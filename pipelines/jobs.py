@@ -31,6 +31,7 @@ from pipelines.urls import url_errors
 #: Most jobs one list call returns.
 MAX_PAGE = 100
 _READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
+_READ_JOBS = select(JOBS).where(JOBS.c.id.in_(bindparam("job_ids", expanding=True)))
 
 
 class JobError(Exception):
@@ -168,6 +169,22 @@ def get_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
     if job is None or (user_id is not None and job.user_id != user_id):
         raise JobNotFound(job_id)
     return serialize(job)
+
+
+def get_jobs(keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Several jobs by ``(job id, user id)``, in one indexed read.
+
+    A key whose job does not exist, or is another user's, is left out of the answer.
+    """
+    ids = list({job_id for job_id, _ in keys})
+    with autocommit() as connection:
+        rows = {row.id: row for row in connection.execute(_READ_JOBS, {"job_ids": ids})}
+    found = {}
+    for job_id, user_id in keys:
+        row = rows.get(job_id)
+        if row is not None and row.user_id == user_id:
+            found[(job_id, user_id)] = serialize(row)
+    return found
 
 
 def _encode_cursor(job: Job) -> str:

@@ -22,7 +22,7 @@ from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 
 from pipelines import streams
-from pipelines.jobs import JobNotFound, get_job
+from pipelines.jobs import JobNotFound, get_job, get_jobs
 from pipelines.models import TERMINAL_JOB
 from web.auth import current_user_id
 from web.schemas import JobPath, ProblemOut
@@ -36,6 +36,8 @@ KEEP_ALIVE = 15.0
 MAX_STREAM_SECONDS = 30 * 60
 #: ms a browser waits before reconnecting a dropped stream.
 RECONNECT_MS = 3000
+#: s a job read waits for others to share its query (see :class:`SharedReads`).
+BATCH_WAIT = 0.003
 
 
 @dataclass(frozen=True)
@@ -55,40 +57,55 @@ class _Read:
 
 
 class SharedReads:
-    """One job read shared by every stream of this process that got the same notice.
+    """Job reads shared by the streams of this process that got the same notice, and batched.
 
     A notice reaches each stream following the job; without sharing, N streams would read the
     same row N times at once. A read that *started* after the notice arrived reflects the change
     it announces (notices are published after commit), so a stream may take such a read's
-    result instead of making its own.
+    result instead of making its own. Notices of many jobs often come in a burst (one worker
+    transaction, or many jobs moving at once): the reads asked for within :data:`BATCH_WAIT` of
+    each other are made by one query, so a burst costs the process one read, not one per job.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.reads: dict[tuple[str, str], _Read] = {}
+        self.pending: dict[tuple[str, str], _Read] = {}  #: reads not yet made, for the next batch
 
     def after(self, job_id: str, user_id: str, since: float) -> Snapshot:
         key = (job_id, user_id)
+        collector = False
         with self.lock:
             current = self.reads.get(key)
-            if current is not None and current.started >= since:
-                leader = False
-            else:
-                current = self.reads[key] = _Read(started=time.monotonic())
-                leader = True
-        if leader:
-            try:
-                current.snapshot = snapshot_of(get_job(job_id, user_id=user_id))
-            except Exception as exc:  # shared with the followers, raised in each
-                current.error = exc
-            finally:
-                current.done.set()
-        else:
-            current.done.wait()
+            # A read still pending has not queried yet, so it will reflect this notice too.
+            if current is None or (current.started < since and key not in self.pending):
+                current = self.reads[key] = self.pending[key] = _Read(started=time.monotonic())
+                collector = len(self.pending) == 1  # the first read of a batch makes the batch's query
+        if collector:
+            time.sleep(BATCH_WAIT)  # streams woken by the same burst join this batch meanwhile
+            with self.lock:
+                batch, self.pending = self.pending, {}
+            self._read(batch)
+        current.done.wait()
         if current.error is not None:
             raise current.error
         assert current.snapshot is not None
         return current.snapshot
+
+    @staticmethod
+    def _read(batch: dict[tuple[str, str], _Read]) -> None:
+        failure: Exception | None = None
+        try:
+            jobs = get_jobs(list(batch))
+        except Exception as exc:  # shared with every stream of the batch, raised in each
+            jobs, failure = {}, exc
+        for key, read in batch.items():
+            job = jobs.get(key)
+            if job is not None:
+                read.snapshot = snapshot_of(job)
+            else:
+                read.error = failure or JobNotFound(key[0])
+            read.done.set()
 
     def forget(self, job_id: str, user_id: str) -> None:
         """Drop the job's finished read (a stream of it ended)."""

@@ -127,3 +127,44 @@ def test_streams_that_got_the_same_notice_share_one_read_of_the_job(client, auth
         assert len(statements) == shared + 1
     finally:
         event.remove(get_engine(), "before_cursor_execute", count)
+
+
+def test_reads_of_different_jobs_asked_in_one_burst_are_made_by_one_query(client, auth, user):
+    from sqlalchemy import event
+
+    from pipelines.db import get_engine
+    from pipelines.jobs import JobNotFound
+    from web.events import SharedReads
+
+    jobs = [submit(client, auth, input={"items": 1}) for _ in range(6)]
+    reads = SharedReads()
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if "FROM jobs" in statement:
+            statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        # Given notices of six jobs (and of one that is not the user's) arriving together
+        notice_at = time.monotonic()
+        results: dict[str, object] = {}
+
+        def follow(job_id: str) -> None:
+            try:
+                results[job_id] = reads.after(job_id, user.id, notice_at).job["id"]
+            except JobNotFound as exc:
+                results[job_id] = exc
+
+        ids = [j["id"] for j in jobs] + ["not-a-job"]
+        threads = [threading.Thread(target=follow, args=(job_id,)) for job_id in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        # Then each stream got its own job, the unknown one JobNotFound, from fewer queries than jobs
+        assert [results[j["id"]] for j in jobs] == [j["id"] for j in jobs]
+        assert isinstance(results["not-a-job"], JobNotFound)
+        assert 1 <= len(statements) < len(jobs)
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
