@@ -329,7 +329,9 @@ def main() -> None:
 
             client = embedded_redis_client(var)
         held, held_fast, fast_so_far = 0, 0, True
-        env_one = {**env, "WEB_CONCURRENCY": "1", "WEB_WORKER_CONNECTIONS": str(options.max_streams + 500)}
+        # A stream its client closed keeps its connection slot until the server's next write to it (a notice,
+        # or the keep-alive comment within 15 s), so a step may overlap the one before: room for both.
+        env_one = {**env, "WEB_CONCURRENCY": "1", "WEB_WORKER_CONNECTIONS": str(max(2000, 2 * options.max_streams + 100))}
         stream_deadline = time.monotonic() + 240
         with gunicorn(env_one, "web.app:create_app()", workers=1, conveyor=True, ready_path="/healthz") as port:
             for count in [s for s in STREAM_STEPS if s <= options.max_streams]:
