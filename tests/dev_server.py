@@ -55,6 +55,14 @@ def isolated_env(var_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def healthy(url: str) -> bool:
+    """Whether the server at ``url`` answers ``/healthz`` with 200 now."""
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def stop_embedded_redis(var_dir: Path) -> None:
     """Shut down an embedded Redis server a subprocess left under ``var_dir`` (it may outlive its parent).
 
@@ -103,12 +111,8 @@ def dev_server(var: Path, *, timeout: float = 60.0, **extra_env: str) -> Iterato
                 raise DevServerFailed("conveyor dev did not start:\n" + log_path.read_text())
             # The link is printed before the server listens: wait for both.
             match = _SIGN_IN.search(log_path.read_text())
-            if match:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
+            if match and healthy(url):
+                break
             time.sleep(0.2)
         yield DevServer(url=url, token=match.group(2), sign_in_link=match.group(1), env=env)
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
@@ -24,6 +26,26 @@ def read_events(response, *, limit: float = 30.0) -> list[tuple[str, dict]]:
                 events.append((fields["event"], json.loads(fields["data"])))
         assert time.monotonic() < deadline, "the stream did not end"
     return events
+
+
+@contextmanager
+def job_reads() -> Iterator[list[str]]:
+    """The SQL statements that read ``jobs`` while the block runs."""
+    from sqlalchemy import event
+
+    from pipelines.db import get_engine
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if "FROM jobs" in statement:
+            statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
 
 
 def test_the_stream_sends_progress_and_ends_after_the_terminal_status(client, auth, stub_worker):
@@ -93,21 +115,11 @@ def test_an_expired_event_grant_is_refused(app, client, auth, user):
 
 
 def test_streams_that_got_the_same_notice_share_one_read_of_the_job(client, auth, user):
-    from sqlalchemy import event
-
-    from pipelines.db import get_engine
     from web.events import SharedReads
 
     job = submit(client, auth, input={"items": 1})
     reads = SharedReads()
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:
-        if "FROM jobs" in statement:
-            statements.append(statement)
-
-    event.listen(get_engine(), "before_cursor_execute", count)
-    try:
+    with job_reads() as statements:
         # Given a notice that arrived now, 20 streams of the job ask for the job after it
         notice_at = time.monotonic()
         results: list = []
@@ -125,27 +137,15 @@ def test_streams_that_got_the_same_notice_share_one_read_of_the_job(client, auth
         # And a later notice gets a fresh read
         reads.after(job["id"], user.id, time.monotonic())
         assert len(statements) == shared + 1
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", count)
 
 
 def test_reads_of_different_jobs_asked_in_one_burst_are_made_by_one_query(client, auth, user):
-    from sqlalchemy import event
-
-    from pipelines.db import get_engine
     from pipelines.jobs import JobNotFound
     from web.events import SharedReads
 
     jobs = [submit(client, auth, input={"items": 1}) for _ in range(6)]
     reads = SharedReads()
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args) -> None:
-        if "FROM jobs" in statement:
-            statements.append(statement)
-
-    event.listen(get_engine(), "before_cursor_execute", count)
-    try:
+    with job_reads() as statements:
         # Given notices of six jobs (and of one that is not the user's) arriving together
         notice_at = time.monotonic()
         results: dict[str, object] = {}
@@ -166,5 +166,3 @@ def test_reads_of_different_jobs_asked_in_one_burst_are_made_by_one_query(client
         assert [results[j["id"]] for j in jobs] == [j["id"] for j in jobs]
         assert isinstance(results["not-a-job"], JobNotFound)
         assert 1 <= len(statements) < len(jobs)
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", count)

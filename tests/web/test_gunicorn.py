@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.dev_server import free_port, isolated_env, stop_embedded_redis
+from tests.dev_server import free_port, healthy, isolated_env, stop_embedded_redis
 
 pytestmark = pytest.mark.slow
 
@@ -29,12 +29,7 @@ def test_gunicorn_serves_polls_and_event_streams(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+        while not healthy(base):
             assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
             time.sleep(0.3)
 
