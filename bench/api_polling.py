@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -228,7 +229,12 @@ async def poll(port: int, path: str, headers: dict[str, str], seconds: float, *,
     return {"rps": len(latencies) / seconds, "p50_ms": pick(50), "p99_ms": pick(99), "errors": len(errors)}
 
 
-async def _stream(port: int, path: str, token: str, opened: list[int], stop: asyncio.Event) -> None:
+async def _stream(port: int, path: str, token: str, opened: list[int]) -> None:
+    """One event stream, read until the server ends it or the task is canceled.
+
+    A plain read per arriving chunk and no timers: with a thousand streams, a timeout per read
+    would keep this client's event loop (which also times the pollers) busier than the server.
+    """
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
                  "Accept: text/event-stream\r\n\r\n".encode())
@@ -236,29 +242,45 @@ async def _stream(port: int, path: str, token: str, opened: list[int], stop: asy
         first = await asyncio.wait_for(reader.readline(), 30)
         if b" 200 " in first:
             opened.append(1)
-        while not stop.is_set():
-            try:
-                if not await asyncio.wait_for(reader.read(65536), 0.5):
-                    return
-            except TimeoutError:
-                continue
+        while await reader.read(65536):
+            pass
     finally:
         writer.close()
+
+
+def hold_streams(port: int, token: str, ids: list[str], count: int, opened, stop) -> None:
+    """In a process of its own: open ``count`` streams, count the opened ones in ``opened``, read them until
+    ``stop`` is set. Apart from the pollers, so reading the streams never delays the timing of a poll."""
+
+    async def run() -> None:
+        counted: list[int] = []
+        tasks = [asyncio.create_task(_stream(port, f"/api/jobs/{ids[i % len(ids)]}/events", token, counted))
+                 for i in range(count)]
+        while not stop.is_set():
+            opened.value = len(counted)
+            await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(run())
 
 
 async def streams_step(port: int, token: str, ids: list[str], count: int, seconds: float,
                        redis_client) -> dict[str, float]:
     """Open ``count`` streams, publish a notice per stream job each second, measure polling meanwhile."""
-    stop = asyncio.Event()
-    opened: list[int] = []
-    tasks = [asyncio.create_task(_stream(port, f"/api/jobs/{ids[i % len(ids)]}/events", token, opened, stop))
-             for i in range(count)]
+    context = multiprocessing.get_context("spawn")
+    opened, stop = context.Value("i", 0), context.Event()
+    holder = context.Process(target=hold_streams, args=(port, token, ids, count, opened, stop), daemon=True)
+    holder.start()
     deadline = time.monotonic() + 60
-    while len(opened) < count and time.monotonic() < deadline:
+    while opened.value < count and time.monotonic() < deadline and holder.is_alive():
         await asyncio.sleep(0.1)
 
+    publishing_done = asyncio.Event()
+
     async def publisher() -> None:
-        while not stop.is_set():
+        while not publishing_done.is_set():
             pipe = redis_client.pipeline(transaction=False)
             for job_id in ids:
                 pipe.publish(f"conveyor:job:{job_id}", json.dumps({"event": "progress", "job_id": job_id}))
@@ -268,10 +290,17 @@ async def streams_step(port: int, token: str, ids: list[str], count: int, second
     publishing = asyncio.create_task(publisher())
     result = await poll(port, f"/api/jobs/{ids[0]}", {"Authorization": f"Bearer {token}"}, seconds,
                         pollers=PACED_POLLERS, interval=PACED_INTERVAL)
+    held = opened.value
     stop.set()
+    await asyncio.to_thread(holder.join, 30)
+    if holder.is_alive():
+        holder.kill()
+    # The server learns a stream was closed when it next writes to it: keep the notices coming a moment,
+    # so the next step starts without this step's closed streams still held (and woken) by the server.
+    await asyncio.sleep(2.5)
+    publishing_done.set()
     await publishing
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return {"streams": len(opened), **result}
+    return {"streams": held, **result}
 
 
 def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
