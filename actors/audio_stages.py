@@ -21,7 +21,7 @@ from actors.providers import denoise as denoise_provider
 from actors.providers import summarize
 from actors.providers.transcribe import Transcript, transcribe
 from actors.stage import stage_actor
-from actors.storage import get_storage, key_of, local_copy, new_key, ref, store_output
+from actors.storage import get_storage, job_folder, key_of, local_copy, new_key, ref, store_output
 from actors.subtitles import render
 
 #: Input options carried from the job input through every stage to the last one.
@@ -124,7 +124,7 @@ def transcribe_chunk(item: dict[str, Any]) -> dict[str, Any]:
 
             result = transcribe(path, language=item.get("language"), on_progress=report)
             result = result.shifted(float(item.get("start", 0.0)))
-    key = new_key(f"jobs/{ctx.job_id}", "transcript.json")
+    key = new_key(job_folder(ctx.job_id), "transcript.json")
     get_storage().put_bytes(key, json.dumps(result.to_dict()).encode(), "application/json")
     ctx.progress(1.0, f"Transcribed chunk {number} of {total}")
     return {"index": item.get("index", number - 1), "total": total, "start": item.get("start"),

@@ -140,6 +140,17 @@ class S3Storage:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
+    def delete_folder(self, prefix: str) -> int:
+        count = 0
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.object_key(prefix) + "/")
+        for page in pages:  # at most 1,000 keys a page, as many as one delete_objects call takes
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                count += len(keys)
+        return count
+
     def local_path(self, key: str) -> Path | None:
         return None
 

@@ -76,6 +76,10 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def delete_folder(self, prefix: str) -> int:
+        """Delete every file whose key starts with ``prefix + "/"``; returns how many."""
+        ...
+
     def local_path(self, key: str) -> Path | None: ...
 
     def presigned_url(self, key: str, *, filename: str, expires: int = 3600) -> str | None: ...
@@ -124,6 +128,14 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def delete_folder(self, prefix: str) -> int:
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for path in folder.rglob("*") if path.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        return count
+
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
@@ -169,8 +181,13 @@ def local_copy(reference: str, suffix: str = "") -> Iterator[Path]:
         yield storage.download(key, Path(tmp) / ("input" + (suffix or Path(key).suffix)))
 
 
+def job_folder(job_id: str) -> str:
+    """The key prefix of every file a job's stages store (outputs and intermediate files alike)."""
+    return f"jobs/{job_id}"
+
+
 def store_output(path: Path, *, job_id: str, name: str, content_type: str | None = None) -> str:
-    """Store a stage's output file under the job's prefix; returns its ``storage:`` reference."""
-    key = new_key(f"jobs/{job_id}", name)
+    """Store a stage's output file under the job's folder; returns its ``storage:`` reference."""
+    key = new_key(job_folder(job_id), name)
     get_storage().put_file(key, path, content_type)
     return ref(key)

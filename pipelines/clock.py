@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from actors.storage import StorageError, get_storage
+from actors.storage import StorageError, get_storage, job_folder
 from conveyor.config import settings
 from pipelines.db import transaction
 from pipelines.models import TERMINAL_JOB, Job, StoredFile, utcnow
@@ -52,9 +52,18 @@ def cleanup_expired(*, retention_days: int | None = None) -> CleanupReport:
             except StorageError:
                 logger.warning("Could not delete stored file %s", stored.key)
             session.delete(stored)
-        if job_ids:
-            session.execute(delete(Job).where(Job.id.in_(job_ids)))
-        report.jobs, report.files = len(job_ids), len(files)
+        # Intermediate files (a lecture's chunk WAVs, transcripts, scene clips) have no row: the job's folder
+        # goes. A job whose folder could not be emptied stays for the next pass, so no file is forgotten.
+        folders, cleaned = 0, []
+        for job_id in job_ids:
+            try:
+                folders += get_storage().delete_folder(job_folder(job_id))
+                cleaned.append(job_id)
+            except Exception:
+                logger.warning("Could not delete the stored files of job %s; will try again", job_id, exc_info=True)
+        if cleaned:
+            session.execute(delete(Job).where(Job.id.in_(cleaned)))
+        report.jobs, report.files = len(cleaned), len(files) + folders
     if report.jobs or report.files:
         logger.info("Clean-up: %s", report)
     return report

@@ -163,3 +163,16 @@ def test_content_disposition_names_cannot_break_the_header():
 
 def test_local_storage_has_no_presigned_url(tmp_path):
     assert LocalStorage(Path(tmp_path)).presigned_url("a/b", filename="b") is None
+
+
+def test_a_job_folder_is_deleted_whole_and_only_it(backend):
+    # Given two files in a job's folder (one nested) and one in a folder whose name starts the same
+    backend.put_bytes("jobs/j2/chunk-1.wav", b"a")
+    backend.put_bytes("jobs/j2/clips/scene-1.mp4", b"b")
+    backend.put_bytes("jobs/j22/keep.txt", b"c")
+    # When the folder of j2 is deleted
+    assert backend.delete_folder("jobs/j2") == 2
+    # Then its files are gone, the other folder's file stays, and deleting again finds nothing
+    assert not backend.exists("jobs/j2/chunk-1.wav") and not backend.exists("jobs/j2/clips/scene-1.mp4")
+    assert backend.exists("jobs/j22/keep.txt")
+    assert backend.delete_folder("jobs/j2") == 0
