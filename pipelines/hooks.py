@@ -1,7 +1,8 @@
 """Callbacks run when a job reaches a terminal status, inside the transaction that finished it.
 
-A hook may add stage-free messages to the outbox (for example a webhook delivery), which
-are then sent after the commit like every other message.
+A hook gets the job as a :class:`pipelines.jobrow.JobRow` (read and assign fields as on ``Job``;
+assignments are saved with that transaction). It may add stage-free messages to the outbox (for
+example a webhook delivery), which are then sent after the commit like every other message.
 """
 
 from __future__ import annotations
