@@ -8,8 +8,8 @@
    are opened in steps (bounded), a notice is published to every stream's job each second, and 50 pollers
    measure latency meanwhile.
 
-Everything runs on 127.0.0.1: PostgreSQL at ``postgresql://postgres@127.0.0.1:5432/test`` when reachable (a
-fresh database is created and dropped), else SQLite; Redis at 127.0.0.1:6379 when reachable, else the
+Everything runs on 127.0.0.1: PostgreSQL on 127.0.0.1:5432 when reachable (a
+fresh database is created and dropped, see ``bench/common.py``), else SQLite; Redis at 127.0.0.1:6379 when reachable, else the
 embedded one. Bounded: each measurement lasts ``--seconds`` (default 5) after a 1 s warm-up; ``--rounds`` alternating
 runs of each endpoint (default 3); stream steps up to ``--max-streams`` and at most 4 minutes.
 
@@ -28,15 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.common import fresh_postgres  # noqa: E402
 
-POSTGRES_URL = os.environ.get("CONVEYOR_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CONVEYOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 POLLERS = 50
 P99_TARGET_MS = 50.0
@@ -92,16 +91,8 @@ def database(var: Path) -> Iterator[str]:
     if not _reachable("127.0.0.1", 5432):
         yield f"sqlite:///{var / 'bench.db'}"
         return
-    import psycopg
-
-    name = f"conveyor_bench_api_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres("conveyor_bench_api") as url:
+        yield url
 
 
 def prepare(env: dict[str, str], jobs: int) -> tuple[str, list[str]]:

@@ -12,11 +12,11 @@ POSTGRES_ADMIN_URL = os.environ.get("CONVEYOR_BENCH_POSTGRES_URL", "postgresql:/
 
 
 @contextmanager
-def fresh_postgres() -> Iterator[str]:
+def fresh_postgres(prefix: str = "conveyor_bench") -> Iterator[str]:
     """A new, empty PostgreSQL database for one benchmark run; dropped afterwards."""
     import psycopg
 
-    name = f"conveyor_bench_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
