@@ -1,7 +1,7 @@
 """The job state machine: every transition of a job and its stage runs, inside one transaction.
 
 Rules that make the guarantees hold:
-- every write transaction locks the job row first (:func:`lock_job`), so the transitions
+- every write transaction locks the job row first (:func:`pipelines.jobrow.lock_job`), so the transitions
   of one job are serial and a fan-out's join is decided exactly once;
 - a stage run changes state only by a conditional update on its status and dispatch
   token, so a duplicated or superseded message is a no-op;
@@ -23,7 +23,7 @@ from actors.errors import ErrorInfo, PollLater
 from pipelines import progress
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox, queue_run, queued_state
-from pipelines.jobrow import JOBS, JobRow, lock_job_row
+from pipelines.jobrow import JOBS, JobRow, lock_job
 from pipelines.models import (
     STEP_ROW,
     TERMINAL_RUN,
@@ -38,11 +38,6 @@ from pipelines.results import finalize_result
 
 class EngineError(Exception):
     """Raised when a job cannot make the transition asked of it."""
-
-
-def lock_job(session: Session, job_id: str) -> JobRow | None:
-    """Load the job row and lock it until the transaction ends (a no-op lock on SQLite)."""
-    return lock_job_row(session, job_id)
 
 
 def pipeline_of(job: JobRow) -> Pipeline:
@@ -80,7 +75,7 @@ _COMPLETE_RUN = (
 
 
 def _core(session: Session) -> Connection:
-    """The session's connection, for table-level statements: no autoflush of the job row before each."""
+    """The session's connection, for table-level statements: they skip the ORM's autoflush before each."""
     return session.connection()
 
 

@@ -22,6 +22,7 @@ JOBS: Table = Job.__table__  # type: ignore[assignment]
 _DEFERRED = ("input", "resolved_input", "result")
 _EAGER = [c for c in JOBS.c if c.name not in _DEFERRED]
 _LOCK = select(*_EAGER).where(JOBS.c.id == bindparam("job_id")).with_for_update()
+_READ_DEFERRED = select(*(JOBS.c[name] for name in _DEFERRED)).where(JOBS.c.id == bindparam("job_id"))
 _INSERT = JOBS.insert()
 _UPDATE = JOBS.update().where(JOBS.c.id == bindparam("_row_id"))
 _SESSION_KEY = "conveyor_job_rows"
@@ -42,8 +43,9 @@ class JobRow:
         if name not in values:
             if name not in _DEFERRED:
                 raise AttributeError(name)
-            values[name] = self._session.connection().execute(
-                select(JOBS.c[name]).where(JOBS.c.id == values["id"])).scalar_one()
+            # One read for all of them: whoever needs one (serialize, a hook) usually needs the others.
+            row = self._session.connection().execute(_READ_DEFERRED, {"job_id": values["id"]}).one()
+            values.update({key: value for key, value in row._mapping.items() if key not in values})
         return values[name]
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -77,7 +79,7 @@ class JobRow:
 JobLike = Job | JobRow | Row[Any]
 
 
-def lock_job_row(session: Session, job_id: str) -> JobRow | None:
+def lock_job(session: Session, job_id: str) -> JobRow | None:
     """Read the job row and lock it until the transaction ends (a no-op lock on SQLite)."""
     row = session.connection().execute(_LOCK, {"job_id": job_id}).first()
     return JobRow(session, dict(row._mapping)) if row is not None else None

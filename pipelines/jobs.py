@@ -22,7 +22,7 @@ from pipelines import engine
 from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
 from pipelines.dispatch import Outbox, send
-from pipelines.jobrow import JOBS, JobLike, JobRow, new_job_row
+from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
@@ -153,7 +153,7 @@ def _replay(job: Job, digest: str) -> dict[str, Any]:
 
 
 def _owned_locked(session: Session, job_id: str, user_id: str | None) -> JobRow:
-    job = engine.lock_job(session, job_id)
+    job = lock_job(session, job_id)
     if job is None or (user_id is not None and job.user_id != user_id):
         raise JobNotFound(job_id)
     return job

@@ -22,6 +22,7 @@ from actors.errors import ErrorInfo
 from pipelines import engine
 from pipelines.db import transaction
 from pipelines.dispatch import Outbox, send
+from pipelines.jobrow import lock_job
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _rescue(job_id: str, run_id: int, token: str | None, *, expired_lease: bool)
     """Queue the run again if it is still in the state we found it in."""
     outbox = Outbox()
     with transaction() as session:
-        job = engine.lock_job(session, job_id)
+        job = lock_job(session, job_id)
         run = session.get(StageRun, run_id, populate_existing=True)
         if job is None or run is None or run.dispatch_token != token:
             return False

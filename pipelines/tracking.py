@@ -37,6 +37,7 @@ from pipelines.dispatch import (
     Outbox,
     send,
 )
+from pipelines.jobrow import lock_job
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class RunReporter:
         self._last_write = now
         outbox = Outbox()
         with transaction() as session:
-            job = engine.lock_job(session, self.active.job_id)
+            job = lock_job(session, self.active.job_id)
             if job is None or job.status == JobStatus.CANCELED.value:
                 raise JobCanceled()
             run = session.get(StageRun, self.active.run_id)
