@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import uuid4
 
+import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis, dq_name
@@ -33,6 +34,8 @@ BUSY_SLEEP = 0.005
 #: ms without a heartbeat after which a worker counts as gone, and the messages it fetched as lost.
 #: A running worker beats at every fetch (at least once per idle wait, about a second).
 WORKER_SILENCE = 10_000
+#: s; how often a draining consumer, which fetches nothing, still tells Redis its worker lives.
+DRAINING_BEAT = 1.0
 
 
 class DoorbellRedisBroker(RedisBroker):
@@ -41,6 +44,9 @@ class DoorbellRedisBroker(RedisBroker):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._batch = threading.local()
+        #: Set while this process's worker shuts down: its consumers stop fetching (see :class:`_Draining`).
+        self.draining = threading.Event()
+        self.add_middleware(_Draining())
 
     @contextmanager
     def doorbells_into(self, pipe: redis.client.Pipeline) -> Iterator[None]:
@@ -115,8 +121,11 @@ class _DoorbellConsumer(_RedisConsumer):
         # A zero timeout turns the parent's idle sleep into a no-op; we wait on the doorbell instead.
         super().__init__(broker, queue_name, prefetch, 0)
         self.idle_timeout = timeout
+        self.last_draining_beat = 0.0
 
     def __next__(self):
+        if self.broker.draining.is_set():
+            return self._idle_while_draining()
         # Whether this call may fetch: decided before it, because worker threads acknowledge (and so
         # free prefetch slots) concurrently. A None from a consumer that was full means "no room",
         # not "queue empty", and must not wait on a doorbell that nobody may ring.
@@ -138,6 +147,17 @@ class _DoorbellConsumer(_RedisConsumer):
                 time.sleep(BUSY_SLEEP)
         return message
 
+    def _idle_while_draining(self) -> None:
+        # Fetch nothing, so a stopping worker's idle threads take no new work; keep the heartbeat,
+        # since the messages of the stages still finishing here are alive.
+        now = time.monotonic()
+        if now - self.last_draining_beat >= DRAINING_BEAT:
+            self.last_draining_beat = now
+            broker = self.broker
+            broker.client.zadd(f"{broker.namespace}:__heartbeats__", {broker.broker_id: current_millis()})
+        time.sleep(BUSY_SLEEP * 10)
+        return None
+
     def _dead_letter(self, data: bytes) -> None:
         """Move an undecodable message we fetched to the queue's dead letters, as a failed one would go."""
         broker = self.broker
@@ -150,6 +170,22 @@ class _DoorbellConsumer(_RedisConsumer):
             return
         broker.do_nack(self.queue_name, message_id)
         logger.error("Dead-lettered undecodable message %s on queue %r", message_id, self.queue_name)
+
+
+class _Draining(dramatiq.Middleware):
+    """Stops a worker's consumers fetching once it begins to shut down.
+
+    Dramatiq keeps consumers fetching while the worker threads finish, and an idle thread may
+    still take a fetched message before it exits. The stage it starts then gets no shutdown
+    notification and holds the stopping process until the shutdown timeout: a stage handed back
+    by this worker (re-queued by another worker's reconciler) could come straight back here.
+    """
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        broker.draining.clear()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        broker.draining.set()
 
 
 def _text(value: bytes | str) -> str:

@@ -134,8 +134,10 @@ class StageTracking(Middleware):
         self.reconcile = reconcile
         self.active: dict[str, ActiveRun] = {}
         self._threads: list[Any] = []
+        self.stopping = False
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopping = False
         keeper = LeaseKeeper(self.active, self.lease_seconds)
         keeper.start()
         self._threads.append(keeper)
@@ -147,6 +149,7 @@ class StageTracking(Middleware):
             self._threads.append(reconciler)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stopping = True
         for thread in self._threads:
             thread.stopped.set()
         self._threads.clear()
@@ -155,6 +158,11 @@ class StageTracking(Middleware):
         run_id = message.options.get(RUN_OPTION)
         if run_id is None:
             return
+        if self.stopping:
+            # A stage started now would get no shutdown notification and hold this process until
+            # the shutdown timeout. Leave its run queued: the reconciler re-sends the message.
+            logger.info("Worker shutting down: leaving stage message %s to another worker", message.message_id)
+            raise SkipMessage("the worker is shutting down")
         active = ActiveRun(message.options[JOB_OPTION], run_id, message.options[TOKEN_OPTION])
         with autocommit() as connection:
             run = engine.claim(connection, active.job_id, run_id, active.token, self.lease_seconds,

@@ -104,3 +104,35 @@ def test_a_full_consumer_freed_by_an_ack_meanwhile_does_not_wait_on_the_doorbell
     assert waits == []
     monkeypatch.undo()
     assert next(consumer).message_id == second.message_id
+
+
+def test_a_draining_consumer_fetches_nothing_but_keeps_its_worker_alive(broker):
+    # Given a worker that has begun to shut down, and a message enqueued meanwhile
+    broker.draining.set()
+    broker.client.zadd("dramatiq:__heartbeats__", {broker.broker_id: current_millis() - WORKER_SILENCE})
+    message = broker.enqueue(_message())
+    consumer = broker.consume("default", prefetch=4, timeout=100)
+    # When its consumer is asked for messages
+    received = [next(consumer) for _ in range(3)]
+    # Then it takes none, so the message stays queued for another worker
+    assert received == [None, None, None]
+    assert broker.client.lrange("dramatiq:default", 0, -1) == [message.options["redis_message_id"].encode()]
+    assert not broker.client.smembers(f"dramatiq:__acks__.{broker.broker_id}.default")
+    # And it still beats, since the stages finishing here hold live messages
+    assert current_millis() - broker.client.zscore("dramatiq:__heartbeats__", broker.broker_id) < WORKER_SILENCE
+
+
+def test_a_worker_drains_from_its_shutdown_and_fetches_again_when_it_boots(broker):
+    from dramatiq import Worker
+
+    worker = Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    assert not broker.draining.is_set()
+    worker.stop()
+    assert broker.draining.is_set()
+    again = Worker(broker, worker_threads=1, worker_timeout=100)
+    again.start()
+    try:
+        assert not broker.draining.is_set()
+    finally:
+        again.stop()

@@ -293,3 +293,29 @@ def test_the_reconciler_reruns_a_stage_whose_lease_lapsed_and_ignores_the_old_me
     assert done["stages"][0]["attempts"] == 2
     time.sleep(0.3)
     assert calls == {"flaky": 1}
+
+
+def test_a_stopping_worker_starts_no_new_stage_and_the_reconciler_sends_it_on(stub_worker, stub_broker):
+    from pipelines.tracking import StageTracking
+
+    tracking = next(m for m in stub_broker.middleware if isinstance(m, StageTracking))
+    # Given a worker that has begun to shut down when a stage message reaches it
+    stub_worker.pause()
+    job = start_job(pipeline=retrying.name, input={"n": 2})
+    tracking.before_worker_shutdown(stub_broker, stub_worker)
+    try:
+        stub_worker.resume()
+        stub_broker.join("default")
+        # Then it starts no stage (one would get no shutdown notification), and the run stays queued
+        assert calls == {}
+        with transaction() as session:
+            assert session.scalars(select(StageRun.status).where(StageRun.job_id == job["id"])).one() == "queued"
+    finally:
+        tracking.after_worker_boot(stub_broker, stub_worker)
+    # And once its message is overdue, the reconciler sends it to a worker that runs it
+    with transaction() as session:
+        session.execute(update(StageRun).where(StageRun.job_id == job["id"])
+                        .values(due_at=utcnow() - timedelta(seconds=120)))
+    assert reconciler.reconcile_once().lost_messages == 1
+    assert wait_for_job(job["id"])["status"] == "completed"
+    assert calls == {"flaky": 1}
