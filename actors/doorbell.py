@@ -46,7 +46,7 @@ class DoorbellRedisBroker(RedisBroker):
         self._batch = threading.local()
         #: Set while this process's worker shuts down: its consumers stop fetching (see :class:`_Draining`).
         self.draining = threading.Event()
-        self.add_middleware(_Draining())
+        self.add_middleware(_Draining(self.draining))
 
     @contextmanager
     def doorbells_into(self, pipe: redis.client.Pipeline) -> Iterator[None]:
@@ -181,11 +181,14 @@ class _Draining(dramatiq.Middleware):
     by this worker (re-queued by another worker's reconciler) could come straight back here.
     """
 
+    def __init__(self, draining: threading.Event) -> None:
+        self.draining = draining
+
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        broker.draining.clear()
+        self.draining.clear()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        broker.draining.set()
+        self.draining.set()
 
 
 def _text(value: bytes | str) -> str:
