@@ -4,6 +4,8 @@ Importing this package sets up the broker, installs the engine's middleware and 
 every pipeline, so ``dramatiq pipelines`` starts a complete worker.
 """
 
+from dramatiq.middleware import TimeLimit
+
 from actors.broker import broker
 from conveyor.config import settings
 from conveyor.logs import configure_logging, use_json_logs
@@ -12,7 +14,9 @@ from pipelines.tracking import StageTracking
 if use_json_logs():
     configure_logging()
 if not any(isinstance(m, StageTracking) for m in broker.middleware):
-    broker.add_middleware(StageTracking())
+    # Ahead of TimeLimit and ShutdownNotifications, so its after-hook runs once they have let go of
+    # the thread: an interrupt raised while it records a finished stage would lose that record.
+    broker.add_middleware(StageTracking(), before=TimeLimit)
 if settings().worker_metrics:
     from dramatiq.middleware.prometheus import Prometheus
 

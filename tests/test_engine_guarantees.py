@@ -319,3 +319,23 @@ def test_a_stopping_worker_starts_no_new_stage_and_the_reconciler_sends_it_on(st
     assert reconciler.reconcile_once().lost_messages == 1
     assert wait_for_job(job["id"])["status"] == "completed"
     assert calls == {"flaky": 1}
+
+
+def test_a_shutdown_notice_that_lands_while_a_finished_stage_is_recorded_loses_nothing(stub_worker, stub_broker,
+                                                                                      monkeypatch):
+    from dramatiq.middleware import ShutdownNotifications
+
+    from pipelines import engine
+
+    notices = next(m for m in stub_broker.middleware if isinstance(m, ShutdownNotifications))
+    complete = engine.complete
+
+    def complete_during_shutdown(*args, **kwargs):
+        notices.manager.shutdown()  # SIGTERM arrives just as the stage's end is being recorded
+        time.sleep(0.01)  # an interrupt would land here, in the thread recording it
+        return complete(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "complete", complete_during_shutdown)
+    done = wait_for_job(start_job(pipeline=retrying.name, input={"n": 3})["id"], timeout=10)
+    assert done["status"] == "completed"
+    assert calls == {"flaky": 1}
