@@ -16,6 +16,7 @@ import redis
 from dramatiq.brokers.stub import StubBroker
 
 from actors.doorbell import DoorbellRedisBroker
+from actors.termination import DuplicateSigtermGuard
 from conveyor.config import Settings, settings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def create_broker(config: Settings) -> dramatiq.Broker:
         broker = DoorbellRedisBroker(url=config.redis_url)
     else:
         broker = DoorbellRedisBroker(client=embedded_redis_client(config.var_dir))
+    if not isinstance(broker, StubBroker):
+        broker.add_middleware(DuplicateSigtermGuard())
     return broker
 
 

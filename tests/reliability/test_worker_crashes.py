@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from pipelines.jobs import start_job
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
@@ -42,8 +44,9 @@ def test_a_worker_killed_mid_stage_has_the_stage_run_again_elsewhere_within_15_s
     assert second.process.poll() is None
 
 
+@pytest.mark.parametrize("whole_group", [False, True], ids=["main-process", "whole-group"])
 def test_a_worker_stopped_mid_stage_exits_within_30_seconds_and_another_finishes_the_job(
-        start_worker, scratch, measure):
+        start_worker, scratch, measure, whole_group):
     # Given a stage that would work for two minutes, running on worker A, and an idle worker B
     gate = scratch / "release"
     first = start_worker("a")
@@ -51,15 +54,18 @@ def test_a_worker_stopped_mid_stage_exits_within_30_seconds_and_another_finishes
     wait_until(lambda: _starts(job, "hold"), timeout=30, what="the long stage to start")
     second = start_worker("b")
     time.sleep(0.5)
-    # When A is told to stop (SIGTERM to Dramatiq's main process, as Docker and Kubernetes send it)
+    # When A is told to stop: SIGTERM to Dramatiq's main process (as Docker and Kubernetes send it), or
+    # to every process of the worker at once (as Heroku and systemd do; each worker process then gets two)
     signalled = time.monotonic()
-    took = first.terminate(timeout=40, group=False)
-    measure("SIGTERM: the worker exited after", took)
+    took = first.terminate(timeout=40, group=whole_group)
+    kind = "whole group" if whole_group else "main process"
+    measure(f"SIGTERM to the {kind}: the worker exited after", took)
     # Then it exits within 30 s, having interrupted the stage and handed it back to worker B
     assert took < 30
     assert "Worker shutdown notification" in first.output()
     wait_until(lambda: len(_starts(job, "hold")) == 2, timeout=10, what="worker B to take the handed-back stage")
-    measure("SIGTERM: the other worker started the handed-back stage after", time.monotonic() - signalled)
+    measure(f"SIGTERM to the {kind}: the other worker started the handed-back stage after",
+            time.monotonic() - signalled)
     gate.touch()
     # And B finishes the job; the interrupted run spent no attempt
     assert_invariant(wait_for_job(job, timeout=30)["id"], status="completed")
