@@ -37,7 +37,6 @@ from pipelines.dispatch import (
     Outbox,
     send,
 )
-from pipelines.groupcommit import GroupCommit
 from pipelines.jobrow import lock_job
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 
@@ -134,7 +133,6 @@ class StageTracking(Middleware):
         self.lease_seconds = lease_seconds or settings().lease_seconds
         self.reconcile = reconcile
         self.active: dict[str, ActiveRun] = {}
-        self.ends = GroupCommit()
         self._threads: list[Any] = []
         self.stopping = False
 
@@ -194,11 +192,13 @@ class StageTracking(Middleware):
         if isinstance(result, StageFailure):
             exception, result = result.exception, None
         try:
-            # Stages finishing together in this process share one transaction (and send what it queued).
-            self.ends.record(active.job_id, lambda session: self._finish(session, active, result, exception))
+            with transaction() as session:
+                outbox = self._finish(session, active, result, exception)
         except Exception:
             # The run stays 'processing'; its lease lapses and the reconciler runs it again.
             logger.exception("Could not record the end of stage run %s", active.run_id)
+            return
+        send(outbox)
 
     @staticmethod
     def _finish(session: Any, active: ActiveRun, result: Any, exception: BaseException | None) -> Outbox:
