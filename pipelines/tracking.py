@@ -20,6 +20,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from actors.context import StageContext, set_stage_context
 from actors.errors import JobCanceled, PollLater, classify
@@ -41,6 +42,10 @@ from pipelines.jobrow import lock_job
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 
 logger = logging.getLogger(__name__)
+
+#: s; how long the end of a finished stage is retried while the database cannot be reached (a
+#: restart, a fail-over) before it is left to its lease lapsing, which would run the stage again.
+RECORD_RETRY_SECONDS = 8.0
 
 
 class _QuietExpectedWarnings(logging.Filter):
@@ -192,13 +197,32 @@ class StageTracking(Middleware):
         if isinstance(result, StageFailure):
             exception, result = result.exception, None
         try:
-            with transaction() as session:
-                outbox = self._finish(session, active, result, exception)
+            outbox = self._record_end(active, result, exception)
         except Exception:
             # The run stays 'processing'; its lease lapses and the reconciler runs it again.
             logger.exception("Could not record the end of stage run %s", active.run_id)
             return
         send(outbox)
+
+    def _record_end(self, active: ActiveRun, result: Any, exception: BaseException | None) -> Outbox:
+        """Record the stage's end, retrying for a while when the database cannot be reached.
+
+        A retry after a commit whose acknowledgement was lost finds the run no longer held by this
+        message and records nothing; the reconciler then sends the next stage's message.
+        """
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                with transaction() as session:
+                    return self._finish(session, active, result, exception)
+            except OperationalError as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("Could not reach the database to record the end of stage run %s (%s); "
+                               "retrying in %.1f s", active.run_id, type(error.orig).__name__, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     @staticmethod
     def _finish(session: Any, active: ActiveRun, result: Any, exception: BaseException | None) -> Outbox:

@@ -339,3 +339,29 @@ def test_a_shutdown_notice_that_lands_while_a_finished_stage_is_recorded_loses_n
     done = wait_for_job(start_job(pipeline=retrying.name, input={"n": 3})["id"], timeout=10)
     assert done["status"] == "completed"
     assert calls == {"flaky": 1}
+
+
+def test_a_stage_that_ends_while_the_database_is_unreachable_is_recorded_once_it_is_back(stub_worker, monkeypatch):
+    from contextlib import contextmanager
+
+    from sqlalchemy.exc import OperationalError
+
+    from pipelines import tracking
+
+    real_transaction = tracking.transaction
+    refusals = {"left": 3}
+
+    @contextmanager
+    def database_restarting():
+        if refusals["left"]:  # the first attempts to record the stage's end find the database down
+            refusals["left"] -= 1
+            raise OperationalError("BEGIN", {}, ConnectionRefusedError("connection refused"))
+        with real_transaction() as session:
+            yield session
+
+    monkeypatch.setattr(tracking, "transaction", database_restarting)
+    done = wait_for_job(start_job(pipeline=retrying.name, input={"n": 4})["id"], timeout=10)
+    # The end was recorded on a later try: the job completed without running the stage again
+    assert done["status"] == "completed" and refusals["left"] == 0
+    assert calls == {"flaky": 1}
+    assert done["stages"][0]["attempts"] == 1
