@@ -26,6 +26,7 @@ _READ_DEFERRED = select(*(JOBS.c[name] for name in _DEFERRED)).where(JOBS.c.id =
 _INSERT = JOBS.insert()
 _UPDATE = JOBS.update().where(JOBS.c.id == bindparam("_row_id"))
 _SESSION_KEY = "conveyor_job_rows"
+_LOCKED_KEY = "conveyor_locked_jobs"
 
 
 class JobRow:
@@ -80,9 +81,19 @@ JobLike = Job | JobRow | Row[Any]
 
 
 def lock_job(session: Session, job_id: str) -> JobRow | None:
-    """Read the job row and lock it until the transaction ends (a no-op lock on SQLite)."""
+    """Read the job row and lock it until the transaction ends (a no-op lock on SQLite).
+
+    Within one transaction, the same row is locked once: later calls get the same :class:`JobRow`,
+    with the changes made so far (several items' ends recorded together, see ``groupcommit``).
+    """
+    locked = session.info.setdefault(_LOCKED_KEY, {})
+    if job_id in locked:
+        return locked[job_id]
     row = session.connection().execute(_LOCK, {"job_id": job_id}).first()
-    return JobRow(session, dict(row._mapping)) if row is not None else None
+    if row is None:
+        return None
+    job = locked[job_id] = JobRow(session, dict(row._mapping))
+    return job
 
 
 def new_job_row(session: Session, values: dict[str, Any]) -> JobRow:
@@ -97,5 +108,12 @@ def new_job_row(session: Session, values: dict[str, Any]) -> JobRow:
 
 @event.listens_for(Session, "before_commit")
 def _save_job_rows(session: Session) -> None:
+    session.info.pop(_LOCKED_KEY, None)
     for row in session.info.pop(_SESSION_KEY, ()):
         row.save()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_job_rows(session: Session, previous_transaction: object) -> None:
+    session.info.pop(_LOCKED_KEY, None)
+    session.info.pop(_SESSION_KEY, None)

@@ -38,6 +38,7 @@ from pipelines.dispatch import (
     Outbox,
     send,
 )
+from pipelines.groupcommit import GroupCommit
 from pipelines.jobrow import lock_job
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 
@@ -138,6 +139,7 @@ class StageTracking(Middleware):
         self.lease_seconds = lease_seconds or settings().lease_seconds
         self.reconcile = reconcile
         self.active: dict[str, ActiveRun] = {}
+        self.ends = GroupCommit()
         self._threads: list[Any] = []
         self.stopping = False
 
@@ -205,17 +207,23 @@ class StageTracking(Middleware):
         send(outbox)
 
     def _record_end(self, active: ActiveRun, result: Any, exception: BaseException | None) -> Outbox:
-        """Record the stage's end, retrying for a while when the database cannot be reached.
+        """Record the stage's end (with other ends of its job that come now, see ``groupcommit``),
+        retrying for a while when the database cannot be reached; returns what is left to send.
 
         A retry after a commit whose acknowledgement was lost finds the run no longer held by this
         message and records nothing; the reconciler then sends the next stage's message.
         """
+        def record(session: Any) -> Outbox:
+            return self._finish(session, active, result, exception)
+
         deadline = time.monotonic() + RECORD_RETRY_SECONDS
         delay = 0.1
         while True:
             try:
+                if self.ends.record(active.job_id, record):
+                    return Outbox()  # recorded, and sent by the batch
                 with transaction() as session:
-                    return self._finish(session, active, result, exception)
+                    return record(session)
             except OperationalError as error:
                 if time.monotonic() + delay > deadline:
                     raise

@@ -346,7 +346,7 @@ def test_a_stage_that_ends_while_the_database_is_unreachable_is_recorded_once_it
 
     from sqlalchemy.exc import OperationalError
 
-    from pipelines import tracking
+    from pipelines import groupcommit, tracking
 
     real_transaction = tracking.transaction
     refusals = {"left": 3}
@@ -360,6 +360,7 @@ def test_a_stage_that_ends_while_the_database_is_unreachable_is_recorded_once_it
             yield session
 
     monkeypatch.setattr(tracking, "transaction", database_restarting)
+    monkeypatch.setattr(groupcommit, "transaction", database_restarting)
     done = wait_for_job(start_job(pipeline=retrying.name, input={"n": 4})["id"], timeout=10)
     # The end was recorded on a later try: the job completed without running the stage again
     assert done["status"] == "completed" and refusals["left"] == 0
