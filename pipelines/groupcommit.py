@@ -5,8 +5,8 @@ so the items of a fan-out (or the branches of a parallel step) finishing at once
 that lock with a transaction each. Here the first thread to record an end of a job leads: while
 it waits for the row lock, other ends of the same job join its batch, and it records them all in
 one transaction and sends what they queued. The others wait for that commit, so no stage's
-message is acknowledged before its end is recorded. If the batch cannot be written, every member
-is told so and records its end alone: one bad end costs the others nothing.
+message is acknowledged before its end is recorded. If a batch of several ends cannot be written,
+every member is told so and records its end alone: one bad end costs the others nothing.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ class GroupCommit:
     def record(self, job_id: str, record: Record) -> bool:
         """Run ``record`` in a transaction shared with other ends of ``job_id`` that come now.
 
-        True once that has committed and what it queued was sent; False if the batch could not be
-        written, and the caller must record its end alone.
+        True once that has committed and what it queued was sent; False if a batch with other ends
+        could not be written, and the caller must record its end alone. A batch of this end alone
+        raises what stopped it (recording it alone again would only repeat it).
         """
         with self._mutex:
             batch = self._open.get(job_id)
@@ -62,7 +63,9 @@ class GroupCommit:
             return True
         except Exception as error:
             batch.failed = True
-            logger.warning("Could not record %d stage end(s) of job %s together (%s); each records alone",
+            if len(batch.records) == 1:
+                raise
+            logger.warning("Could not record %d stage ends of job %s together (%s); each records alone",
                            len(batch.records), job_id, type(error).__name__)
             return False
         finally:

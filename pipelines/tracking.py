@@ -20,7 +20,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from actors.context import StageContext, set_stage_context
 from actors.errors import JobCanceled, PollLater, classify
@@ -224,8 +224,9 @@ class StageTracking(Middleware):
                     return Outbox()  # recorded, and sent by the batch
                 with transaction() as session:
                     return record(session)
-            except OperationalError as error:
-                if time.monotonic() + delay > deadline:
+            except DBAPIError as error:
+                unreachable = isinstance(error, OperationalError) or error.connection_invalidated
+                if not unreachable or time.monotonic() + delay > deadline:
                     raise
                 logger.warning("Could not reach the database to record the end of stage run %s (%s); "
                                "retrying in %.1f s", active.run_id, type(error.orig).__name__, delay)

@@ -79,9 +79,10 @@ def test_when_one_record_fails_the_batch_tells_every_member_to_record_alone(job_
     assert _values(job_id) == []
 
 
-def test_a_lone_end_is_recorded_at_once(job_id):
+def test_a_lone_end_is_recorded_at_once_and_its_failure_reaches_its_caller(job_id):
     sessions: list[int] = []
     group = GroupCommit()
     assert group.record(job_id, _adds(job_id, 7, sessions)) is True
-    assert group.record(job_id, _adds(job_id, 8, sessions, fails=True)) is False
+    with pytest.raises(RuntimeError, match="this record fails"):
+        group.record(job_id, _adds(job_id, 8, sessions, fails=True))
     assert _values(job_id) == [7] and not group._open
