@@ -55,6 +55,22 @@ def require_secret(name: str, variable: str) -> str:
     return value
 
 
+def configured_base_url(given: str | None, variable: str) -> str:
+    """``given`` (tests pass an emulator's), else the base URL configured in ``variable``.
+
+    The trailing slash is dropped because callers append paths that start with one.
+    """
+    return (given or settings().base_url(variable)).rstrip("/")
+
+
+def json_api_headers(authorization: str) -> dict[str, str]:
+    """The headers of a call to a provider's own JSON API, ``authorization`` being the credential.
+
+    Only API calls carry them: output URLs are fetched without any credential (:func:`download`).
+    """
+    return {"Authorization": authorization, "Accept": "application/json"}
+
+
 def checked(response: httpx.Response) -> httpx.Response:
     """``response`` when it succeeded, else raise ``httpx.HTTPStatusError`` for :func:`classify`."""
     response.raise_for_status()

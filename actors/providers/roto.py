@@ -29,20 +29,20 @@ from actors.errors import InvalidMedia
 from actors.ffmpeg import run_ffmpeg
 from actors.providers import LOCAL, pick
 from actors.providers.remote import (
-    PROVIDER_ID,
     RemoteState,
     answered,
     await_remote_job,
+    configured_base_url,
     create_job,
     download_output,
     http_client,
     job_answer,
+    json_api_headers,
     require_secret,
     saved_or_new,
     upload_file,
 )
 from actors.video import read_frames, video_meta, write_frames
-from conveyor.config import settings
 
 PROCESS_WIDTH = 192  #: px; frames are segmented at this width
 PLATE_FRAMES = 40  #: frames sampled for the background plate
@@ -215,9 +215,9 @@ class ReplicateRoto:
     def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
                  api_token: str | None = None) -> None:
         self.client = client or http_client()
-        self.base_url = (base_url or settings().base_url("REPLICATE_BASE_URL")).rstrip("/")
+        self.base_url = configured_base_url(base_url, "REPLICATE_BASE_URL")
         token = api_token or require_secret("replicate_api_token", "REPLICATE_API_TOKEN")
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self.headers = json_api_headers(f"Bearer {token}")
 
     def _upload(self, video: Path) -> str:
         answer = upload_file(self.client, f"{self.base_url}/v1/files", video, headers=self.headers,
@@ -248,7 +248,7 @@ class ReplicateRoto:
         video_url = saved_or_new("replicate_file", "replicate", lambda: self._upload(video))
         output = await_remote_job(
             provider="replicate", create=lambda: self._create(video_url), poll=self._poll,
-            interval=REPLICATE_POLL_SECONDS, key=PROVIDER_ID, what="the matte",
+            interval=REPLICATE_POLL_SECONDS, what="the matte",
         )
         download_output(self.client, output, matte_out, missing="Replicate finished without an output URL",
                         no_video="Replicate's matte has no video")

@@ -22,18 +22,18 @@ from actors.errors import InvalidInput
 from actors.ffmpeg import probe
 from actors.providers import LOCAL, pick
 from actors.providers.remote import (
-    PROVIDER_ID,
     RemoteState,
     await_remote_job,
+    configured_base_url,
     create_job,
     download_output,
     http_client,
     job_answer,
+    json_api_headers,
     require_secret,
 )
 from actors.providers.tts import speak
 from actors.video import CLIP_FORMAT, normalize_clip, render_title_card, zoom_clip
-from conveyor.config import settings
 
 CHUNK_CHARS = 280  #: target length of a character chunk when the script has no sentences
 MIN_SCENE_SECONDS = 2.5  #: s; a scene lasts its narration plus a pause, at least this
@@ -125,9 +125,9 @@ class LumaSceneVideo:
     def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
                  api_key: str | None = None) -> None:
         self.client = client or http_client()
-        self.base_url = (base_url or settings().base_url("LUMA_BASE_URL")).rstrip("/")
+        self.base_url = configured_base_url(base_url, "LUMA_BASE_URL")
         key = api_key or require_secret("luma_api_key", "LUMA_API_KEY")
-        self.headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        self.headers = json_api_headers(f"Bearer {key}")
 
     def _create(self, prompt: str) -> str:
         return create_job(
@@ -151,7 +151,7 @@ class LumaSceneVideo:
     def render(self, description: str, *, scene_number: int, scenes_total: int, work_dir: Path) -> Path:
         url = await_remote_job(
             provider="luma", create=lambda: self._create(description), poll=self._poll,
-            interval=LUMA_POLL_SECONDS, key=PROVIDER_ID, what=f"scene {scene_number}",
+            interval=LUMA_POLL_SECONDS, what=f"scene {scene_number}",
         )
         raw = download_output(self.client, url, work_dir / "luma.mp4", missing="Luma completed without a video")
         narration = speak(description, work_dir, name="narration")

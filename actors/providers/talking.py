@@ -24,21 +24,21 @@ from actors.ffmpeg import probe
 from actors.providers import LOCAL, pick
 from actors.providers.avatar import DIDAvatars, MouthSpot, read_mouth
 from actors.providers.remote import (
-    PROVIDER_ID,
     RemoteState,
     answered,
     await_remote_job,
+    configured_base_url,
     create_job,
     download_output,
     http_client,
     job_answer,
+    json_api_headers,
     require_secret,
     saved_or_new,
     upload_file,
 )
 from actors.storage import local_copy
 from actors.video import frame_loudness, read_samples, write_frames
-from conveyor.config import settings
 
 FPS = 25
 LEVELS = 24  #: distinct mouth openings rendered (frames reuse them)
@@ -144,9 +144,9 @@ class DIDTalkingVideo:
     def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
                  api_key: str | None = None) -> None:
         self.client = client or http_client()
-        self.base_url = (base_url or settings().base_url("DID_BASE_URL")).rstrip("/")
+        self.base_url = configured_base_url(base_url, "DID_BASE_URL")
         self.api_key = api_key or require_secret("did_api_key", "DID_API_KEY")
-        self.headers = {"Authorization": f"Basic {self.api_key}", "Accept": "application/json"}
+        self.headers = json_api_headers(f"Basic {self.api_key}")
 
     def _upload_audio(self, audio_path: Path) -> str:
         content_type = "audio/mpeg" if audio_path.suffix.lower() == ".mp3" else "audio/wav"
@@ -189,7 +189,7 @@ class DIDTalkingVideo:
         audio_url = saved_or_new("did_audio_url", "did", lambda: self._upload_audio(audio_path))
         result_url = await_remote_job(
             provider="did", create=lambda: self._create(source_url, audio_url), poll=self._poll,
-            interval=DID_POLL_SECONDS, key=PROVIDER_ID, what="the talking video",
+            interval=DID_POLL_SECONDS, what="the talking video",
         )
         return download_output(self.client, result_url, out_path,
                                missing="D-ID finished the talk without a result URL",
