@@ -38,8 +38,24 @@ REQUEST_TIMEOUT = 10.0
 QUEUE = "webhooks"
 
 
-class DeliveryFailed(Exception):
-    """Raised when a delivery attempt failed in a way that may pass (network, 408, 429, 5xx)."""
+class DeliveryFailed(dramatiq.Retry):
+    """Raised when a delivery attempt failed in a way that may pass (network, 408, 429, 5xx).
+
+    A ``Retry``: tried again with backoff (or after the receiver's ``Retry-After``), and not
+    logged by the worker as an error with a traceback.
+    """
+
+    def __init__(self, reason: str, response: int | None = None, delay: int | None = None) -> None:
+        super().__init__(reason, delay)
+        self.response = response  #: the receiver's HTTP status, if it answered
+
+
+class DeliveryRejected(Exception):
+    """Raised when sending again cannot help: a URL refused when vetted, a 4xx answer or a redirect."""
+
+    def __init__(self, reason: str, response: int | None = None) -> None:
+        super().__init__(reason)
+        self.response = response
 
 
 def webhook_secret(user_id: str | None) -> str:
@@ -63,16 +79,27 @@ def _should_retry(retries_so_far: int, exception: BaseException) -> bool:
     return isinstance(exception, DeliveryFailed) and retries_so_far < MAX_RETRIES
 
 
+def _retry_after_ms(response: httpx.Response) -> int | None:
+    """The receiver's ``Retry-After`` in seconds, as a delay in ms (capped), or None."""
+    value = response.headers.get("retry-after", "")
+    return min(int(value) * 1000, MAX_BACKOFF) if value.isdigit() else None
+
+
 @dramatiq.actor(queue_name=QUEUE, retry_when=_should_retry, min_backoff=MIN_BACKOFF, max_backoff=MAX_BACKOFF,
-                time_limit=int(REQUEST_TIMEOUT * 3 * 1000))
+                throws=(DeliveryRejected,), time_limit=int(REQUEST_TIMEOUT * 3 * 1000))
 def deliver_webhook(url: str, message_id: str, user_id: str | None, payload: dict[str, Any]) -> None:
-    """POST ``payload`` to ``url``; raise DeliveryFailed to be retried with backoff."""
+    """POST ``payload`` to ``url``.
+
+    Raises:
+      DeliveryFailed: to be tried again with backoff.
+      DeliveryRejected: the delivery ends failed (the worker logs it at info level).
+    """
     shown = display(url)
     try:
         vetted = check_url(url)
     except InvalidInput as exc:
         logger.warning("Webhook %s to %s refused: %s", message_id, shown, exc)
-        return
+        raise DeliveryRejected(f"refused: {exc}") from None
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     headers = {"content-type": "application/json", "user-agent": "Conveyor-webhooks/1",
                **signed_headers(webhook_secret(user_id), message_id, body)}
@@ -81,12 +108,15 @@ def deliver_webhook(url: str, message_id: str, user_id: str | None, payload: dic
                           follow_redirects=False) as client:
             response = client.post(url, content=body.encode(), headers=headers)
     except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"webhook {message_id} to {shown}: {type(exc).__name__}") from None
+        logger.info("Webhook %s to %s: %s", message_id, shown, type(exc).__name__)
+        raise DeliveryFailed(f"no answer ({type(exc).__name__})") from None
     status = response.status_code
     if 200 <= status < 300:
         logger.info("Webhook %s delivered to %s (%s)", message_id, shown, status)
         return
     if status in (408, 429) or status >= 500:
-        raise DeliveryFailed(f"webhook {message_id} to {shown} answered {status}")
+        logger.info("Webhook %s to %s answered %s", message_id, shown, status)
+        raise DeliveryFailed(f"answered {status}", status, _retry_after_ms(response))
     # Other answers (4xx, redirects) will not change by sending again.
     logger.warning("Webhook %s to %s answered %s; not retried", message_id, shown, status)
+    raise DeliveryRejected(f"answered {status}; not retried", status)

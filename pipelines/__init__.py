@@ -4,7 +4,7 @@ Importing this package sets up the broker, installs the engine's middleware and 
 every pipeline, so ``dramatiq pipelines`` starts a complete worker.
 """
 
-from dramatiq.middleware import TimeLimit
+from dramatiq.middleware import Retries, TimeLimit
 
 from actors.broker import broker
 from conveyor.config import settings
@@ -32,6 +32,8 @@ from pipelines import (  # noqa: E402,F401
 )
 
 stats.install(broker)
+if not any(isinstance(m, webhooks.WebhookOutcomes) for m in broker.middleware):
+    broker.add_middleware(webhooks.WebhookOutcomes(), before=Retries)  # after-hooks run in reverse order
 
 
 def _import_pipeline_modules() -> None:

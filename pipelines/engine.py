@@ -31,6 +31,7 @@ from pipelines.models import (
     JobStatus,
     RunStatus,
     StageRun,
+    iso,
     utcnow,
 )
 from pipelines.results import finalize_result
@@ -83,10 +84,6 @@ def record_event(session: Session, outbox: Outbox, job: JobRow, kind: str, **dat
     job.ensure_inserted()
     _core(session).execute(_INSERT_EVENT, {"job_id": job.id, "kind": kind, "data": data, "created_at": utcnow()})
     outbox.notify(job.id, kind)
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else None
 
 
 def update_summary(job: JobRow, index: int, **changes: Any) -> dict[str, Any]:
@@ -144,7 +141,7 @@ def start_step(session: Session, job: JobRow, pipeline: Pipeline, index: int, st
     outbox = Outbox()
     step = pipeline.steps[index]
     now = utcnow()
-    update_summary(job, index, status="processing", started_at=_iso(now), finished_at=None, error=None)
+    update_summary(job, index, status="processing", started_at=iso(now), finished_at=None, error=None)
     job.step = step.name.replace("_", " ").capitalize()
     if step.kind == "stage":
         row, dispatch = _queued_row(job, index, STEP_ROW, step.name, step.actors[0].actor_name, step_input,
@@ -302,7 +299,7 @@ def finish_step(session: Session, job: JobRow, pipeline: Pipeline, index: int, o
                     duration=(now - started).total_seconds() if started else None),
             execution_options={"synchronize_session": False},
         )
-    update_summary(job, index, status="completed", progress=100.0, finished_at=_iso(now), attempts=attempts or 1)
+    update_summary(job, index, status="completed", progress=100.0, finished_at=iso(now), attempts=attempts or 1)
     record_event(session, outbox, job, "stage", stage=pipeline.steps[index].name, status="completed")
     if index + 1 < len(pipeline.steps):
         progress.update_job_progress(session, job, pipeline, index + 1, outbox, fraction=0.0)
@@ -332,7 +329,7 @@ def fail_job(session: Session, job: JobRow, stage_name: str, info: ErrorInfo) ->
     _cancel_open_runs(session, job)
     index = next((i for i, s in enumerate(job.stages or []) if s["name"] == stage_name), None)
     if index is not None:
-        update_summary(job, index, status="failed", error=info.as_dict(), finished_at=_iso(utcnow()))
+        update_summary(job, index, status="failed", error=info.as_dict(), finished_at=iso(utcnow()))
     _finish_job(session, job, JobStatus.FAILED, outbox)
     return outbox
 

@@ -23,7 +23,7 @@ from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
 from pipelines.dispatch import Outbox, send
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
-from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
+from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, iso, utcnow
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
 from pipelines.urls import url_errors
@@ -58,19 +58,15 @@ class InvalidJobInput(JobError):
         self.errors = errors
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(timespec="seconds") + "Z" if value is not None else None
-
-
 def serialize(job: JobLike) -> dict[str, Any]:
     """The job object of the REST contract."""
     return {
         "id": job.id, "pipeline": job.pipeline, "status": job.status, "progress": round(job.progress or 0.0, 2),
         "step": job.step, "eta_seconds": remaining_eta(job), "stages": job.stages or [],
         "input": job.input, "result": job.result, "errors": job.errors or [], "error": job.error,
-        "project_id": job.project_id, "attempt": job.attempt,
-        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at), "updated_at": _iso(job.updated_at),
+        "project_id": job.project_id, "attempt": job.attempt, "webhook": job.webhook,
+        "created_at": iso(job.created_at), "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at), "updated_at": iso(job.updated_at),
     }
 
 

@@ -15,6 +15,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A stored (naive UTC) time as the contract writes it: ``2026-11-22T10:00:00Z``."""
+    return value.isoformat(timespec="seconds") + "Z" if value is not None else None
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -102,6 +107,8 @@ class Job(Base):
     error: Mapped[json_column]  #: {"stage", "code", "message"} of a failed job
     project_id: Mapped[str | None] = mapped_column(String(100))
     webhook_url: Mapped[str | None] = mapped_column(Text)
+    #: the finished job's webhook delivery: {"id", "status", "attempts", "response", "error", "updated_at"}
+    webhook: Mapped[json_column]
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     notified_at: Mapped[datetime | None]  #: when the user saw the finished job in notifications

@@ -42,6 +42,17 @@ class StageOut(BaseModel):
     error: dict[str, Any] | None = None
 
 
+class WebhookDeliveryOut(BaseModel):
+    """Where the finished job's webhook delivery stands."""
+
+    id: str = Field(description="The `webhook-id` header the receiver got.")
+    status: Literal["pending", "retrying", "delivered", "failed"]
+    attempts: int = Field(description="Attempts made so far.")
+    response: int | None = Field(description="The HTTP status of the last failed attempt, if it was answered.")
+    error: str | None = Field(description="Why the last attempt failed.")
+    updated_at: str
+
+
 class JobOut(BaseModel):
     """A job."""
 
@@ -58,6 +69,8 @@ class JobOut(BaseModel):
     error: dict[str, Any] | None = Field(description="`{stage, code, message}` of a failed job.")
     project_id: str | None
     attempt: int
+    webhook: WebhookDeliveryOut | None = Field(
+        description="The webhook delivery of a finished job that named a `webhook_url`; null otherwise.")
     created_at: str
     started_at: str | None
     finished_at: str | None

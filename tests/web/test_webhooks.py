@@ -7,12 +7,14 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from actors import webhooks as delivery
 from conveyor.config import configure, settings
+from pipelines.webhooks import record_delivery
 from tests.support import wait_for_job
 from tests.web.conftest import submit
 
@@ -46,6 +48,17 @@ class Receiver:
             time.sleep(0.02)
 
 
+def settled_webhook(client, auth, job_id: str, timeout: float = 20.0) -> dict:
+    """The job's webhook delivery once it is delivered or has failed for good."""
+    deadline = time.monotonic() + timeout
+    while True:
+        webhook = client.get(f"/api/jobs/{job_id}", headers=auth).get_json()["webhook"]
+        if webhook and webhook["status"] in ("delivered", "failed"):
+            return webhook
+        assert time.monotonic() < deadline, f"the webhook did not settle: {webhook}"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def receiver(db) -> Iterator[Receiver]:
     # Test-only: webhook URLs may name loopback addresses over http.
@@ -75,6 +88,11 @@ def test_a_finished_job_is_posted_signed_to_its_webhook(client, auth, stub_worke
     with pytest.raises(WebhookVerificationError):
         Webhook(delivery.webhook_secret("someone-else")).verify(body, headers)
 
+    # The job tells how its webhook went
+    webhook = settled_webhook(client, auth, job["id"])
+    assert webhook["id"] == headers["webhook-id"]
+    assert (webhook["status"], webhook["attempts"], webhook["error"]) == ("delivered", 1, None)
+
 
 def test_a_failed_delivery_is_retried_with_the_same_id(client, auth, stub_worker, receiver, monkeypatch):
     monkeypatch.setitem(delivery.deliver_webhook.options, "min_backoff", 50)
@@ -87,6 +105,21 @@ def test_a_failed_delivery_is_retried_with_the_same_id(client, auth, stub_worker
     assert len(ids) == 1
     time.sleep(0.3)
     assert len(receiver.calls) == 3  # delivered on the third attempt, then no more
+    webhook = settled_webhook(client, auth, job["id"])
+    assert (webhook["status"], webhook["attempts"]) == ("delivered", 3)
+
+
+def test_a_delivery_that_keeps_failing_ends_failed_with_the_last_answer(client, auth, stub_worker, receiver,
+                                                                       monkeypatch):
+    monkeypatch.setitem(delivery.deliver_webhook.options, "min_backoff", 50)
+    monkeypatch.setitem(delivery.deliver_webhook.options, "max_backoff", 100)
+    monkeypatch.setattr(delivery, "MAX_RETRIES", 1)
+    receiver.answers = [503, 502, 200]
+    job = submit(client, auth, input={"items": 1}, webhook_url=receiver.url)
+    webhook = settled_webhook(client, auth, job["id"])
+    assert (webhook["status"], webhook["attempts"], webhook["response"]) == ("failed", 2, 502)
+    assert webhook["error"] == "answered 502"
+    assert len(receiver.calls) == 2
 
 
 def test_a_client_error_is_not_retried(client, auth, stub_worker, receiver, monkeypatch):
@@ -97,9 +130,42 @@ def test_a_client_error_is_not_retried(client, auth, stub_worker, receiver, monk
     receiver.wait_for(1)
     time.sleep(0.5)
     assert len(receiver.calls) == 1
+    webhook = settled_webhook(client, auth, job["id"])
+    assert (webhook["status"], webhook["attempts"], webhook["response"]) == ("failed", 1, 404)
+    assert webhook["error"] == "answered 404; not retried"
+
+
+def test_a_webhook_url_refused_at_delivery_ends_failed_without_a_request(client, auth, stub_worker, receiver,
+                                                                         monkeypatch):
+    def refuse(url: str) -> None:
+        raise delivery.InvalidInput("the host now resolves to a private address")
+
+    monkeypatch.setattr(delivery, "check_url", refuse)
+    job = submit(client, auth, input={"items": 1}, webhook_url=receiver.url)
+    webhook = settled_webhook(client, auth, job["id"])
+    assert (webhook["status"], webhook["attempts"], webhook["response"]) == ("failed", 1, None)
+    assert webhook["error"] == "refused: the host now resolves to a private address"
+    assert receiver.calls == []
+
+
+def test_a_late_or_stale_attempt_does_not_overwrite_a_newer_record(client, auth, stub_worker, receiver):
+    job = submit(client, auth, input={"items": 1}, webhook_url=receiver.url)
+    webhook = settled_webhook(client, auth, job["id"])
+    record_delivery(job["id"], webhook["id"], 0, {"status": "retrying", "error": "answered 500"})
+    record_delivery(job["id"], "msg_of_an_earlier_attempt", 5, {"status": "failed", "error": "answered 500"})
+    assert client.get(f"/api/jobs/{job['id']}", headers=auth).get_json()["webhook"] == webhook
+
+
+def test_a_receiver_asking_to_wait_sets_the_next_attempts_delay():
+    answer = httpx.Response(429, headers={"Retry-After": "7"})
+    assert delivery._retry_after_ms(answer) == 7000
+    assert delivery._retry_after_ms(httpx.Response(503, headers={"Retry-After": "99999"})) == delivery.MAX_BACKOFF
+    assert delivery._retry_after_ms(httpx.Response(503)) is None
 
 
 def test_jobs_without_a_webhook_send_nothing(client, auth, stub_worker, receiver):
-    wait_for_job(submit(client, auth, input={"items": 1})["id"])
+    job = submit(client, auth, input={"items": 1})
+    wait_for_job(job["id"])
     time.sleep(0.2)
     assert receiver.calls == []
+    assert client.get(f"/api/jobs/{job['id']}", headers=auth).get_json()["webhook"] is None
