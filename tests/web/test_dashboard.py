@@ -13,6 +13,7 @@ import pytest
 
 from tests.dev_server import DevServer, dev_server
 from tests.support import IN_CI
+from tests.web.test_webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -24,7 +25,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """``conveyor dev`` in a fresh var/ folder; its first-run sign-in link gives the token."""
-    with dev_server(tmp_path_factory.mktemp("dev"), CONVEYOR_PROGRESS_INTERVAL="0.1") as running:
+    # Loopback URLs allowed so a webhook can reach this test's receiver on 127.0.0.1.
+    with dev_server(tmp_path_factory.mktemp("dev"), CONVEYOR_PROGRESS_INTERVAL="0.1",
+                    CONVEYOR_FETCH_ALLOW_LOOPBACK="true") as running:
         yield running
 
 
@@ -142,6 +145,23 @@ def test_cancel_and_retry_buttons(page, server: DevServer):
     with api(server) as client:
         assert client.get(f"/api/jobs/{job['id']}").json()["attempt"] == 2
         client.post(f"/api/jobs/{job['id']}/cancel")
+
+
+def test_the_job_page_tells_how_its_webhook_went(page, server: DevServer):
+    receiver = Receiver()
+    receiver.answers = [404]  # an answer that ends the delivery at once
+    try:
+        with api(server) as client:
+            job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 1},
+                                                 "webhook_url": receiver.url}).json()
+        page.goto(server.sign_in_link)
+        page.goto(f"{server.url}/#/jobs/{job['id']}")
+        page.locator("h1 .badge[data-status=completed]").wait_for()
+        # The job ends before its webhook is sent; the page keeps asking until the delivery settles
+        page.locator("#job-webhook").filter(has_text="failed — answered 404; not retried").wait_for()
+    finally:
+        receiver.server.shutdown()
+    assert len(receiver.calls) == 1
 
 
 def test_a_result_file_gets_a_player_and_a_download_link(page, server: DevServer):

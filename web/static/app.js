@@ -11,6 +11,7 @@ const TOKEN_KEY = "conveyor.token";
 const MAX_STREAMS = 4;
 const POLL_MS = 2500;
 const TERMINAL = ["completed", "failed", "canceled"];
+const WEBHOOK_SETTLED = ["delivered", "failed"];
 const FILE_URL = /^\/api\/files\/([0-9a-f-]{36})$/;
 
 const page = { token: null, streams: new Map(), timers: [], generation: 0 };
@@ -286,7 +287,8 @@ async function renderJob(jobId) {
       el("dt", {}, "ETA"), el("dd", { id: "job-eta" }, isActive(job) ? formatEta(job.eta_seconds) : "–"),
       el("dt", {}, "Attempt"), el("dd", {}, String(job.attempt || 1)),
       el("dt", {}, "Created"), el("dd", {}, formatTime(job.created_at)),
-      el("dt", {}, "Finished"), el("dd", {}, formatTime(job.finished_at)));
+      el("dt", {}, "Finished"), el("dd", {}, formatTime(job.finished_at)),
+      ...(job.webhook ? [el("dt", {}, "Webhook"), el("dd", { id: "job-webhook" }, webhookText(job.webhook))] : []));
     actions.replaceChildren(
       isActive(job) ? el("button", { class: "danger", type: "button", id: "cancel", onclick: () => act("cancel") }, "Cancel") : "",
       ["failed", "canceled"].includes(job.status) ? el("button", { type: "button", id: "retry", onclick: () => act("retry") }, "Retry") : "");
@@ -323,10 +325,18 @@ async function renderJob(jobId) {
 
   update(job);
   live();
-  // If the stream drops, keep the page current anyway.
+  // If the stream drops, keep the page current anyway; a finished job's webhook settles after it ends.
   every(POLL_MS * 4, async () => {
-    if (isActive(job) && !page.streams.has(job.id)) update(await api("GET", `/api/jobs/${job.id}`).catch(() => job));
+    const unsettled = job.webhook && !WEBHOOK_SETTLED.includes(job.webhook.status);
+    if ((isActive(job) && !page.streams.has(job.id)) || (!isActive(job) && unsettled)) {
+      update(await api("GET", `/api/jobs/${job.id}`).catch(() => job));
+    }
   });
+}
+
+function webhookText(webhook) {
+  const tries = webhook.attempts > 1 ? ` after ${webhook.attempts} attempts` : "";
+  return `${webhook.status}${tries}${webhook.error ? ` — ${webhook.error}` : ""}`;
 }
 
 function stageItem(stage) {
