@@ -28,7 +28,10 @@ def parse_value(raw: str, client: Client) -> Any:
         path = Path(raw[1:] if raw.startswith("@") else raw)
         if not path.is_file():
             raise click.BadParameter(f"no such file: {path}")
-        return client.upload(path)["ref"]
+        try:
+            return client.upload(path)["ref"]
+        except ConveyorError as exc:
+            raise click.ClickException(f"{path} was not uploaded: {exc}") from None
     try:
         return json.loads(raw)
     except ValueError:

@@ -99,3 +99,14 @@ def test_the_cli_reports_a_failed_job_and_a_missing_token(base_url, user, monkey
     monkeypatch.delenv("CONVEYOR_TOKEN")
     missing = CliRunner().invoke(main, ["jobs"])
     assert missing.exit_code != 0 and "CONVEYOR_TOKEN" in missing.output
+
+
+def test_the_cli_reports_a_local_file_the_server_refuses(base_url, user, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVEYOR_URL", base_url)
+    monkeypatch.setenv("CONVEYOR_TOKEN", user.token)
+    notes = tmp_path / "lecture.txt"
+    notes.write_text("not audio at all\n")
+    refused = CliRunner().invoke(main, ["submit", "audio_clean", f"audio={notes}"])
+    assert refused.exit_code == 1, refused.output
+    assert f"{notes} was not uploaded: 415" in refused.output
+    assert isinstance(refused.exception, SystemExit)  # a clean exit, not an uncaught error
