@@ -408,10 +408,13 @@ def _run_failed(session: Session, job: JobRow, pipeline: Pipeline, step: Step, r
     run.status, run.error, run.finished_at, run.lease_until = RunStatus.FAILED.value, info.as_dict(), utcnow(), None
     if run.item == STEP_ROW:
         update_summary(job, run.step, attempts=run.attempts)
-    if run.item != STEP_ROW and step.on_failure == "tolerate":
+        return fail_job(session, job, step.name, info)
+    count_item(job, run.step, "failed")
+    if step.on_failure == "tolerate":
         job.errors = [*(job.errors or []), {"stage": step.name, "item": run.item, **info.as_dict()}]
-        count_item(job, run.step, "failed")
         return _item_done(session, job, pipeline, step, run.step)
+    # The step fails with this item: its summary says how many tries the item had.
+    update_summary(job, run.step, attempts=max(run.attempts, job.stages[run.step].get("attempts") or 0))
     return fail_job(session, job, step.name, info)
 
 

@@ -48,6 +48,9 @@ def test_a_failed_item_fails_a_strict_job_and_later_steps_never_run(stub_worker)
     assert done["error"]["stage"] == "work"
     assert done["error"]["code"] == "demo_failure"
     assert done["result"] is None
+    work = done["stages"][1]
+    assert work["status"] == "failed" and work["items"]["failed"] == 1 and work["items"]["total"] == 3
+    assert work["attempts"] >= 1
     with transaction() as session:
         steps = session.scalars(select(StageRun.step).where(StageRun.job_id == done["id"])).all()
     assert max(steps) == 1  # count, branches and merge were never created
