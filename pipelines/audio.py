@@ -16,7 +16,7 @@ from actors.audio_stages import (
     summarize_chunk,
     transcribe_chunk,
 )
-from pipelines.definition import Pipeline, fan_out, stage
+from pipelines.definition import Pipeline, Step, fan_out, stage
 from pipelines.inputs import ChunkSeconds, Language, file_field
 
 
@@ -43,14 +43,24 @@ class AudioInput(BaseModel):
     audio: str = file_field("The recording")
 
 
+def _transcription(weight: float) -> list[Step]:
+    """The steps both transcribing pipelines start with, so they chunk and transcribe alike.
+
+    ``weight`` is the transcription's share of the job's progress; preparing and splitting count 5 each.
+    """
+    return [
+        stage(prepare_audio, name="prepare", weight=5),
+        stage(split_audio, name="split", weight=5),
+        fan_out(transcribe_chunk, name="transcribe", weight=weight, concurrency=4, on_failure="fail"),
+    ]
+
+
 lecture_notes = Pipeline(
     "lecture_notes",
     description="Transcribe a lecture and write notes: title, summary, sections, takeaways, definitions.",
     input_model=LectureNotesInput,
     steps=[
-        stage(prepare_audio, name="prepare", weight=5),
-        stage(split_audio, name="split", weight=5),
-        fan_out(transcribe_chunk, name="transcribe", weight=50, concurrency=4, on_failure="fail"),
+        *_transcription(weight=50),
         fan_out(summarize_chunk, name="summarize", weight=30, concurrency=4, on_failure="fail"),
         stage(merge_notes, name="merge", weight=10),
     ],
@@ -61,9 +71,7 @@ subtitles = Pipeline(
     description="Subtitles (SRT or WebVTT) for the speech in an audio or video file.",
     input_model=SubtitlesInput,
     steps=[
-        stage(prepare_audio, name="prepare", weight=5),
-        stage(split_audio, name="split", weight=5),
-        fan_out(transcribe_chunk, name="transcribe", weight=80, concurrency=4, on_failure="fail"),
+        *_transcription(weight=80),
         stage(make_subtitles, name="subtitles", weight=10),
     ],
 )
