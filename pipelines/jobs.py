@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, iso, utcnow
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
-from pipelines.urls import url_errors
+from pipelines.urls import url_errors, webhook_url_errors
 
 #: Most jobs one list call returns.
 MAX_PAGE = 100
@@ -86,24 +87,42 @@ def validate_input(pipeline_name: str, data: Any) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
+def check_request(pipeline: str, input: Any, webhook_url: str | None = None) -> dict[str, Any]:
+    """Vet a job request whole, so one answer names every bad field; returns the normalized input.
+
+    Raises:
+      InvalidJobInput: an unknown pipeline, bad input, or a URL that may not be fetched or posted to.
+    """
+    errors = webhook_url_errors(webhook_url)
+    data: dict[str, Any] = {}
+    try:
+        data = validate_input(pipeline, input)
+        errors = url_errors(data) + errors  # vetting may resolve names: done before any transaction
+    except InvalidJobInput as exc:
+        errors = exc.errors + errors
+    if errors:
+        raise InvalidJobInput(errors)
+    return data
+
+
 def _request_hash(**request: Any) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def start_job(
     *, pipeline: str, input: dict[str, Any], user_id: str | None = None, project_id: str | None = None,
-    webhook_url: str | None = None, idempotency_key: str | None = None,
+    webhook_url: str | None = None, idempotency_key: str | None = None, admit: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Accept a job: validate, write the job and its first run, then send the first message.
+
+    ``admit`` is called once the request is valid and is not a repeat of an accepted one (a replay
+    of an ``idempotency_key`` answers its job); it raises to refuse a new job (a rate limit).
 
     Raises:
       InvalidJobInput: unknown pipeline, bad input or a URL that may not be fetched (field errors).
       IdempotencyConflict: the key was used before with another body.
     """
-    data = validate_input(pipeline, input)
-    refused = url_errors(data)  # before the transaction: vetting may resolve names
-    if refused:
-        raise InvalidJobInput(refused)
+    data = check_request(pipeline, input, webhook_url)
     definition = get_pipeline(pipeline)
     assert definition is not None
     digest = _request_hash(pipeline=pipeline, input=input, project_id=project_id, webhook_url=webhook_url)
@@ -113,6 +132,8 @@ def start_job(
                 existing = _by_idempotency_key(session, user_id, idempotency_key)
                 if existing is not None:
                     return _replay(existing, digest)
+            if admit is not None:
+                admit()
             try:
                 resolved = resolve_file_references(session, data, user_id)
                 if definition.prepare_input is not None:

@@ -28,3 +28,14 @@ def url_errors(data: Any, field: str = "input") -> list[dict[str, str]]:
         except InvalidInput as exc:
             return [{"field": field, "message": exc.message}]
     return []
+
+
+def webhook_url_errors(url: str | None) -> list[dict[str, str]]:
+    """The ``webhook_url`` field's error, if it names an address we may not post to (https, public only)."""
+    if not url:
+        return []
+    try:
+        check_url(url)
+    except InvalidInput as exc:
+        return [{"field": "webhook_url", "message": str(exc)}]
+    return []

@@ -19,36 +19,20 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from actors.errors import InvalidInput
-from actors.fetch import check_url
 from actors.webhooks import deliver_webhook, webhook_secret
 from pipelines.db import transaction
 from pipelines.dispatch import Outbox
 from pipelines.hooks import on_job_finished
 from pipelines.jobrow import JobRow, lock_job
-from pipelines.jobs import InvalidJobInput, serialize
+from pipelines.jobs import serialize
 from pipelines.models import TERMINAL_JOB, Job, JobStatus, iso, utcnow
 
-__all__ = ["WebhookOutcomes", "check_webhook_url", "queue_delivery", "record_delivery", "unseen_finished_jobs",
-           "webhook_secret"]
+__all__ = ["WebhookOutcomes", "queue_delivery", "record_delivery", "unseen_finished_jobs", "webhook_secret"]
 
 logger = logging.getLogger(__name__)
 
 #: Most notifications one call returns.
 MAX_NOTIFICATIONS = 100
-
-
-def check_webhook_url(url: str) -> str:
-    """Vet a ``webhook_url`` at submission: https only, public addresses only.
-
-    Raises:
-      InvalidJobInput: naming the field ``webhook_url``.
-    """
-    try:
-        check_url(url)
-    except InvalidInput as exc:
-        raise InvalidJobInput([{"field": "webhook_url", "message": str(exc)}]) from None
-    return url
 
 
 def delivery_id(job: JobRow) -> str:

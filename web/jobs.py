@@ -9,11 +9,18 @@ from typing import Any
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from pipelines.jobs import cancel_job, get_job, list_jobs, retry_job, start_job
+from pipelines.jobs import (
+    InvalidJobInput,
+    cancel_job,
+    check_request,
+    get_job,
+    list_jobs,
+    retry_job,
+    start_job,
+)
 from pipelines.models import TERMINAL_JOB
-from pipelines.webhooks import check_webhook_url
 from web.auth import STREAM_GRANT_SECONDS, current_user_id, grant_for
-from web.errors import Problem
+from web.errors import Problem, more_field_errors
 from web.ratelimit import check_job_rate
 from web.schemas import GrantOut, JobIn, JobListOut, JobOut, JobPath, JobsQuery, ProblemOut
 
@@ -63,15 +70,28 @@ def create_job(body: JobIn) -> Response:
         raise Problem(422, title="Validation failed", detail="The Idempotency-Key is too long.",
                       errors=[{"field": "Idempotency-Key", "message": f"at most {MAX_IDEMPOTENCY_KEY} characters"}])
     user_id = current_user_id()
-    check_job_rate(user_id)
-    if body.webhook_url:
-        check_webhook_url(body.webhook_url)
-    job = start_job(pipeline=body.pipeline, input=body.input, user_id=user_id,
-                    project_id=body.project_id, webhook_url=body.webhook_url, idempotency_key=key)
+    # A bad request is refused first, and a replayed key answers its job: neither counts as a creation.
+    job = start_job(pipeline=body.pipeline, input=body.input, user_id=user_id, project_id=body.project_id,
+                    webhook_url=body.webhook_url, idempotency_key=key, admit=lambda: check_job_rate(user_id))
     response = job_response(job, 202)
     response.headers["Location"] = f"/api/jobs/{job['id']}"
     response.headers.setdefault("Retry-After", "1")
     return response
+
+
+def _job_request_errors(body: Any) -> list[dict[str, str]]:
+    """The pipeline's, input's and webhook's errors of a job request whose other fields failed the model."""
+    if not isinstance(body, dict) or not isinstance(body.get("pipeline"), str):
+        return []
+    webhook_url = body.get("webhook_url") if isinstance(body.get("webhook_url"), str) else None
+    try:
+        check_request(body["pipeline"], body.get("input", {}), webhook_url)
+    except InvalidJobInput as exc:
+        return exc.errors
+    return []
+
+
+more_field_errors[f"{bp.name}.{create_job.__name__}"] = _job_request_errors
 
 
 @bp.get("", responses={200: JobListOut, 422: ProblemOut}, summary="List your jobs, newest first")

@@ -164,6 +164,11 @@ def test_invalid_bodies_answer_422_naming_each_bad_field(client, auth):
         ({"pipeline": "demo", "input": {"items": "many", "sleep": -1}}, ["input.items", "input.sleep"]),
         ({"pipeline": "demo", "input": {"colour": "red"}}, ["input.colour"]),
         ({"pipeline": "demo", "input": [], "surprise": 1}, ["input", "surprise"]),
+        # Every bad field in one answer, whichever check finds it
+        ({"pipeline": "demo", "input": {"items": -1}, "project_id": 5}, ["input.items", "project_id"]),
+        ({"pipeline": "no_such_pipeline", "input": {}, "project_id": 5}, ["pipeline", "project_id"]),
+        ({"pipeline": "demo", "input": {"items": -1}, "webhook_url": "ftp://example.com"},
+         ["input.items", "webhook_url"]),
     ]
     for body, fields in cases:
         response = client.post("/api/jobs", json=body, headers=auth)
@@ -184,7 +189,14 @@ def test_too_many_job_creations_answer_429_with_retry_after(db, stub_broker, use
 
     client = create_app({"TESTING": True, "JOB_RATE_LIMIT": "2/minute"}).test_client()
     body = {"pipeline": "demo", "input": {"items": 1}}
-    assert [client.post("/api/jobs", json=body, headers=bearer(user)).status_code for _ in range(2)] == [202, 202]
+    first = client.post("/api/jobs", json=body, headers={**bearer(user), "Idempotency-Key": "first"})
+    assert [first.status_code, client.post("/api/jobs", json=body, headers=bearer(user)).status_code] == [202, 202]
+
+    # Over the limit, a repeat of an accepted request still answers its job, and a bad one its errors
+    replay = client.post("/api/jobs", json=body, headers={**bearer(user), "Idempotency-Key": "first"})
+    assert replay.status_code == 202 and replay.get_json()["id"] == first.get_json()["id"]
+    unknown = client.post("/api/jobs", json={"pipeline": "no_such_pipeline", "input": {}}, headers=bearer(user))
+    assert unknown.status_code == 422
 
     refused = client.post("/api/jobs", json=body, headers=bearer(user))
     assert refused.status_code == 429
