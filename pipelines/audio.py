@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from actors.audio_stages import (
     clean_audio,
@@ -17,30 +17,30 @@ from actors.audio_stages import (
     transcribe_chunk,
 )
 from pipelines.definition import Pipeline, Step, fan_out, stage
-from pipelines.inputs import ChunkSeconds, Language, file_field
+from pipelines.inputs import ChunkSeconds, FileRef, Language, StrictInput, file_field
 
 
-class LectureNotesInput(BaseModel):
+class LectureNotesInput(StrictInput):
     """Input of ``lecture_notes``."""
 
-    audio: str = file_field("The lecture recording")
+    audio: FileRef = file_field("The lecture recording")
     language: Language = None
     chunk_seconds: ChunkSeconds = None
 
 
-class SubtitlesInput(BaseModel):
+class SubtitlesInput(StrictInput):
     """Input of ``subtitles``."""
 
-    media: str = file_field("Audio or video")
+    media: FileRef = file_field("Audio or video")
     format: Literal["srt", "vtt"] = Field("srt", description="Subtitle format.")
     language: Language = None
     chunk_seconds: ChunkSeconds = None
 
 
-class AudioInput(BaseModel):
+class AudioInput(StrictInput):
     """Input of ``noise_removal`` and ``audio_clean``."""
 
-    audio: str = file_field("The recording")
+    audio: FileRef = file_field("The recording")
 
 
 def _transcription(weight: float) -> list[Step]:

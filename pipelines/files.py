@@ -12,10 +12,9 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import filetype
-from pydantic import Field
 
 from actors.storage import get_storage, new_key
 from pipelines.db import transaction
@@ -26,11 +25,6 @@ from pipelines.results import file_url
 SNIFF_BYTES = 8192
 #: bytes copied at a time.
 CHUNK = 1024 * 1024
-
-#: A job input field that names a file: ``"file:<id>"`` or an ``https://`` URL. The dashboard
-#: offers a file picker for fields whose JSON Schema has this ``format``.
-FILE_FORMAT = "conveyor-file"
-FileRef = Annotated[str, Field(json_schema_extra={"format": FILE_FORMAT})]
 
 #: Sniffed kinds that may be uploaded: MIME type as reported by the sniffer -> (MIME type kept, extension).
 ACCEPTED: dict[str, tuple[str, str]] = {

@@ -4,10 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from pipelines.urls import URL_VALUE
 
 #: How a job input names a file; ends the description of every file field.
 FILE_REF = "an uploaded file as \"file:<id>\", or an https:// URL"
+#: The JSON Schema ``format`` of a file field: the dashboard offers a file picker for it.
+FILE_FORMAT = "conveyor-file"
+
+
+class StrictInput(BaseModel):
+    """An input model that refuses fields it does not define (a misspelt option is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _names_a_file(value: str) -> str:
+    # Refused at submission, not by the worker: a value that is neither can never be fetched.
+    # A URL's scheme and address are vetted next (pipelines.urls), an uploaded file's owner at creation.
+    if (value.startswith("file:") and len(value) > len("file:")) or URL_VALUE.match(value):
+        return value
+    raise PydanticCustomError("file_ref", f"must be {FILE_REF}")
+
+
+#: A job input that names a file.
+FileRef = Annotated[str, AfterValidator(_names_a_file), Field(json_schema_extra={"format": FILE_FORMAT})]
 
 #: The spoken language of a recording to transcribe.
 Language = Annotated[str | None, Field(description="ISO 639-1 code of the spoken language (detected if unset).")]

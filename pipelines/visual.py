@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ from actors.visual_stages import (
     speak_text,
 )
 from pipelines.definition import Pipeline, fan_out, parallel, stage
-from pipelines.inputs import file_field
+from pipelines.inputs import FileRef, StrictInput, file_field
 from pipelines.jobs import InvalidJobInput
 from pipelines.models import STEP_ROW, Job, StageRun
 
@@ -42,13 +42,7 @@ MAX_SPEECH_CHARS = 5_000
 Preset = Literal["warm", "cool", "noir", "vivid", "vintage", "teal_orange"]
 
 
-class _StrictInput(BaseModel):
-    """An input model that refuses fields it does not define (a misspelt option is an error)."""
-
-    model_config = {"extra": "forbid"}
-
-
-class VideoGenerationInput(_StrictInput):
+class VideoGenerationInput(StrictInput):
     """Input of ``video_generation``."""
 
     script: str = Field(min_length=MIN_SCRIPT_CHARS, max_length=MAX_SCRIPT_CHARS,
@@ -67,32 +61,32 @@ class VideoGenerationInput(_StrictInput):
         return script
 
 
-class PersonaInput(_StrictInput):
+class PersonaInput(StrictInput):
     """Input of ``persona``."""
 
     name: str = Field(min_length=1, max_length=100, description="The persona's name.")
-    video: str = file_field("A video of the person speaking (the voice comes from it)")
-    photo: str = file_field("A photo of the person's face")
+    video: FileRef = file_field("A video of the person speaking (the voice comes from it)")
+    photo: FileRef = file_field("A photo of the person's face")
 
 
-class TalkingVideoInput(_StrictInput):
+class TalkingVideoInput(StrictInput):
     """Input of ``talking_video``."""
 
     persona_job: str = Field(min_length=1, max_length=64, description="The id of a completed persona job.")
     text: str = Field(min_length=1, max_length=MAX_SPEECH_CHARS, description="What the persona says.")
 
 
-class ColorGradeInput(_StrictInput):
+class ColorGradeInput(StrictInput):
     """Input of ``color_grade``."""
 
-    video: str = file_field("The video")
+    video: FileRef = file_field("The video")
     preset: Preset = Field(description="The look: " + ", ".join(preset_names()) + ".")
 
 
-class RotoInput(_StrictInput):
+class RotoInput(StrictInput):
     """Input of ``roto``."""
 
-    video: str = file_field("The video")
+    video: FileRef = file_field("The video")
     description: str | None = Field(
         None, max_length=500,
         description="What to cut out; the current providers find the main subject by themselves.",

@@ -164,6 +164,9 @@ def test_invalid_bodies_answer_422_naming_each_bad_field(client, auth):
         ({"pipeline": "demo", "input": {"items": "many", "sleep": -1}}, ["input.items", "input.sleep"]),
         ({"pipeline": "demo", "input": {"colour": "red"}}, ["input.colour"]),
         ({"pipeline": "demo", "input": [], "surprise": 1}, ["input", "surprise"]),
+        # A file input must name an uploaded file or a URL; options a pipeline does not have are refused
+        ({"pipeline": "audio_clean", "input": {"audio": "lecture.mp3"}}, ["input.audio"]),
+        ({"pipeline": "audio_clean", "input": {"audio": "file:", "gain": 2}}, ["input.audio", "input.gain"]),
         # Every bad field in one answer, whichever check finds it
         ({"pipeline": "demo", "input": {"items": -1}, "project_id": 5}, ["input.items", "project_id"]),
         ({"pipeline": "no_such_pipeline", "input": {}, "project_id": 5}, ["pipeline", "project_id"]),
