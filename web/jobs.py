@@ -22,7 +22,17 @@ from pipelines.models import TERMINAL_JOB
 from web.auth import STREAM_GRANT_SECONDS, current_user_id, grant_for
 from web.errors import Problem, more_field_errors
 from web.ratelimit import check_job_rate
-from web.schemas import GrantOut, JobIn, JobListOut, JobOut, JobPath, JobsQuery, ProblemOut
+from web.schemas import (
+    GrantOut,
+    JobAcceptedOut,
+    JobIn,
+    JobListOut,
+    JobOut,
+    JobPath,
+    JobRequestHeaders,
+    JobsQuery,
+    ProblemOut,
+)
 
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="jobs")], abp_security=SECURITY,
@@ -59,13 +69,13 @@ def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = 
     return response
 
 
-@bp.post("", responses={202: JobOut, 400: ProblemOut, 422: ProblemOut, 429: ProblemOut},
+@bp.post("", responses={202: JobAcceptedOut, 400: ProblemOut, 422: ProblemOut, 429: ProblemOut},
          summary="Start a job",
          description="Answers at once with 202 and the job; `Location` names it and `Retry-After` says when to "
                      "poll. An `Idempotency-Key` header makes retries of this request safe: the same key and body "
                      "return the same job, the same key with another body 422.")
-def create_job(body: JobIn) -> Response:
-    key = request.headers.get("Idempotency-Key") or None
+def create_job(body: JobIn, header: JobRequestHeaders) -> Response:
+    key = header.idempotency_key or None
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
         raise Problem(422, title="Validation failed", detail="The Idempotency-Key is too long.",
                       errors=[{"field": "Idempotency-Key", "message": f"at most {MAX_IDEMPOTENCY_KEY} characters"}])

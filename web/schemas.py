@@ -77,6 +77,22 @@ class JobOut(BaseModel):
     updated_at: str
 
 
+class JobAcceptedOut(JobOut):
+    """The job just accepted (or, for a repeated Idempotency-Key, the job it created)."""
+
+    model_config = {"openapi_extra": {"headers": {  # type: ignore[typeddict-unknown-key]  # flask-openapi3's key
+        "Location": {"description": "The job's URL: `/api/jobs/{id}`.", "schema": {"type": "string"}},
+        "Retry-After": {"description": "Seconds to wait before polling the job.", "schema": {"type": "integer"}},
+    }}}
+
+
+class JobRequestHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        None, alias="Idempotency-Key",
+        description="Makes retries of this request safe: the same key and body return the same job, the same key "
+                    "with another body answers 422. Keys are yours alone; at most 200 characters.")
+
+
 class JobListOut(BaseModel):
     jobs: list[JobOut]
     next_cursor: str | None

@@ -104,7 +104,10 @@ def test_the_openapi_description_is_generated_and_covers_the_contract(client):
     post = paths["/api/jobs"]["post"]
     assert "JobIn" in str(post["requestBody"]) and {"202", "400", "401", "422", "429"} <= set(post["responses"])
     assert "application/problem+json" in post["responses"]["422"]["content"]
+    assert {"Location", "Retry-After"} <= set(post["responses"]["202"]["headers"])
+    assert [(p["name"], p["in"]) for p in post["parameters"]] == [("Idempotency-Key", "header")]
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "webhook" in spec["components"]["schemas"]["JobOut"]["properties"]
 
 
 def test_the_docs_page_works_offline(client):
