@@ -22,16 +22,20 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """Raised by a view to answer with a problem document."""
 
-    def __init__(self, status: int, detail: str | None = None, *, title: str | None = None,
+    def __init__(self, status: int, detail: str | None = None, *,
                  errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail or title or str(status))
-        self.status, self.detail, self.title, self.errors, self.headers = status, detail, title, errors, headers
+        super().__init__(detail or str(status))
+        self.status, self.detail, self.errors, self.headers = status, detail, errors, headers
 
 
-def problem(status: int, detail: str | None = None, *, title: str | None = None,
+def problem(status: int, detail: str | None = None, *,
             errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> Response:
-    """A problem+json response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status}
+    """A problem+json response.
+
+    Its ``type`` is ``about:blank``, so its ``title`` is the status phrase (RFC 9457); what went
+    wrong is told by ``detail`` and, for fields, ``errors``.
+    """
+    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
     if detail:
         body["detail"] = detail
     if errors is not None:
@@ -53,15 +57,14 @@ def validation_failed(exc: ValidationError) -> Response:
     """flask-openapi3's callback for a request that failed its model: 400 for a body that is not JSON."""
     if request.method in ("POST", "PUT", "PATCH") and request.mimetype != "multipart/form-data" \
             and request.get_json(silent=True) is None:
-        return problem(400, "The request body must be valid JSON sent as application/json.",
-                       title="Malformed JSON")
+        return problem(400, "The request body must be valid JSON sent as application/json.")
     errors = [{"field": ".".join(str(part) for part in e["loc"]) or "body", "message": e["msg"]}
               for e in exc.errors()]
     more = more_field_errors.get(request.endpoint or "")
     if more is not None:
         named = {e["field"] for e in errors}
         errors += [e for e in more(request.get_json(silent=True)) if e["field"] not in named]
-    return problem(422, "The request has invalid fields.", title="Validation failed", errors=errors)
+    return problem(422, "The request has invalid fields.", errors=errors)
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -87,17 +90,17 @@ def _unexpected(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     """Map HTTP errors and the engine's errors to problem documents."""
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Problem, lambda e: problem(e.status, e.detail, title=e.title, errors=e.errors,
+    app.register_error_handler(Problem, lambda e: problem(e.status, e.detail, errors=e.errors,
                                                           headers=e.headers))
     app.register_error_handler(JobNotFound, lambda e: problem(404, "No such job."))
     app.register_error_handler(StoredFileNotFound, lambda e: problem(404, "No such file."))
     app.register_error_handler(JobConflict, lambda e: problem(409, str(e)))
     app.register_error_handler(
-        InvalidJobInput, lambda e: problem(422, "The job request has invalid fields.", title="Validation failed",
+        InvalidJobInput, lambda e: problem(422, "The job request has invalid fields.",
                                            errors=e.errors))
     app.register_error_handler(
         IdempotencyConflict,
-        lambda e: problem(422, str(e), title="Idempotency-Key reused",
+        lambda e: problem(422, str(e),
                           errors=[{"field": "Idempotency-Key", "message": str(e)}]))
     app.register_error_handler(FileTooLarge, lambda e: problem(413, str(e)))
     app.register_error_handler(UnsupportedFile, lambda e: problem(415, str(e)))

@@ -77,7 +77,7 @@ def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = 
 def create_job(body: JobIn, header: JobRequestHeaders) -> Response:
     key = header.idempotency_key or None
     if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
-        raise Problem(422, title="Validation failed", detail="The Idempotency-Key is too long.",
+        raise Problem(422, "The Idempotency-Key is too long.",
                       errors=[{"field": "Idempotency-Key", "message": f"at most {MAX_IDEMPOTENCY_KEY} characters"}])
     user_id = current_user_id()
     # A bad request is refused first, and a replayed key answers its job: neither counts as a creation.

@@ -154,7 +154,7 @@ def test_malformed_json_answers_400_as_a_problem(client, auth):
         assert response.status_code == 400, data
         assert response.mimetype == "application/problem+json"
         problem = response.get_json()
-        assert problem["status"] == 400 and problem["title"] == "Malformed JSON"
+        assert problem["status"] == 400 and problem["title"] == "Bad Request"
 
 
 def test_invalid_bodies_answer_422_naming_each_bad_field(client, auth):
