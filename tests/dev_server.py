@@ -77,15 +77,23 @@ def stop_embedded_redis(var_dir: Path) -> None:
             redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5).shutdown(nosave=True)
         except redis.RedisError:
             pass  # already gone
+    for pid in redis_servers_under(var_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # a throwaway server; SIGTERM waits on a save
+
+
+def redis_servers_under(var_dir: Path) -> list[int]:
+    """The process ids of the embedded Redis servers running with their socket under ``var_dir``."""
     marker = str(var_dir.resolve()).encode()
+    found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             command = (proc / "cmdline").read_bytes()
         except OSError:
             continue
         if b"redis-server" in command and marker in command:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)  # a throwaway server; SIGTERM waits on a save
+            found.append(int(proc.name))
+    return found
 
 
 @contextmanager

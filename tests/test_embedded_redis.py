@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dev_server import isolated_env, stop_embedded_redis
+from tests.dev_server import isolated_env, redis_servers_under, stop_embedded_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,19 +55,6 @@ OWN_AND_EXIT = textwrap.dedent("""
     subscription.get_message(timeout=1)
     print("up", flush=True)
 """)
-
-
-def redis_servers_under(var: Path) -> list[int]:
-    marker = str(var.resolve()).encode()
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            command = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"redis-server" in command and marker in command:
-            found.append(int(proc.name))
-    return found
 
 
 def test_the_process_that_started_the_embedded_redis_stops_it_when_it_exits_alone(tmp_path):
