@@ -39,7 +39,7 @@ from bench.common import fresh_postgres  # noqa: E402
 REDIS_URL = os.environ.get("CONVEYOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 POLLERS = 50
 P99_TARGET_MS = 50.0
-STREAM_STEPS = (0, 100, 250, 500, 1000, 2000)
+STREAM_STEPS = (0, 100, 250, 500, 750, 1000, 2000)
 #: The polling load measured beside open streams: clients, and s between one client's polls (~100 req/s).
 PACED_POLLERS = 10
 PACED_INTERVAL = 0.1
