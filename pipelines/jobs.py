@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -111,12 +110,9 @@ def _request_hash(**request: Any) -> str:
 
 def start_job(
     *, pipeline: str, input: dict[str, Any], user_id: str | None = None, project_id: str | None = None,
-    webhook_url: str | None = None, idempotency_key: str | None = None, admit: Callable[[], None] | None = None,
+    webhook_url: str | None = None, idempotency_key: str | None = None,
 ) -> dict[str, Any]:
     """Accept a job: validate, write the job and its first run, then send the first message.
-
-    ``admit`` is called once the request is valid and is not a repeat of an accepted one (a replay
-    of an ``idempotency_key`` answers its job); it raises to refuse a new job (a rate limit).
 
     Raises:
       InvalidJobInput: unknown pipeline, bad input or a URL that may not be fetched (field errors).
@@ -132,8 +128,6 @@ def start_job(
                 existing = _by_idempotency_key(session, user_id, idempotency_key)
                 if existing is not None:
                     return _replay(existing, digest)
-            if admit is not None:
-                admit()
             try:
                 resolved = resolve_file_references(session, data, user_id)
                 if definition.prepare_input is not None:
@@ -157,6 +151,13 @@ def start_job(
             return _replay(existing, digest)
     send(outbox)
     return body
+
+
+def idempotency_key_used(user_id: str | None, key: str) -> bool:
+    """Whether the user's ``key`` already names a job (a request with it is a repeat, not a new job)."""
+    with autocommit() as connection:
+        return connection.execute(select(Job.id).where(Job.user_id == user_id, Job.idempotency_key == key)
+                                  ).first() is not None
 
 
 def _by_idempotency_key(session: Session, user_id: str | None, key: str) -> Job | None:

@@ -14,6 +14,7 @@ from pipelines.jobs import (
     cancel_job,
     check_request,
     get_job,
+    idempotency_key_used,
     list_jobs,
     retry_job,
     start_job,
@@ -80,9 +81,12 @@ def create_job(body: JobIn, header: JobRequestHeaders) -> Response:
         raise Problem(422, "The Idempotency-Key is too long.",
                       errors=[{"field": "Idempotency-Key", "message": f"at most {MAX_IDEMPOTENCY_KEY} characters"}])
     user_id = current_user_id()
-    # A bad request is refused first, and a replayed key answers its job: neither counts as a creation.
+    # Every request counts, refused ones too (a flood of bad ones is still a flood), except the
+    # repeat of one already accepted: a retried request gets its job back even over the limit.
+    if key is None or not idempotency_key_used(user_id, key):
+        check_job_rate(user_id)
     job = start_job(pipeline=body.pipeline, input=body.input, user_id=user_id, project_id=body.project_id,
-                    webhook_url=body.webhook_url, idempotency_key=key, admit=lambda: check_job_rate(user_id))
+                    webhook_url=body.webhook_url, idempotency_key=key)
     response = job_response(job, 202)
     response.headers["Location"] = f"/api/jobs/{job['id']}"
     response.headers.setdefault("Retry-After", "1")

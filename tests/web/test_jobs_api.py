@@ -195,11 +195,9 @@ def test_too_many_job_creations_answer_429_with_retry_after(db, stub_broker, use
     first = client.post("/api/jobs", json=body, headers={**bearer(user), "Idempotency-Key": "first"})
     assert [first.status_code, client.post("/api/jobs", json=body, headers=bearer(user)).status_code] == [202, 202]
 
-    # Over the limit, a repeat of an accepted request still answers its job, and a bad one its errors
+    # Over the limit, a repeat of an accepted request still answers its job
     replay = client.post("/api/jobs", json=body, headers={**bearer(user), "Idempotency-Key": "first"})
     assert replay.status_code == 202 and replay.get_json()["id"] == first.get_json()["id"]
-    unknown = client.post("/api/jobs", json={"pipeline": "no_such_pipeline", "input": {}}, headers=bearer(user))
-    assert unknown.status_code == 422
 
     refused = client.post("/api/jobs", json=body, headers=bearer(user))
     assert refused.status_code == 429
