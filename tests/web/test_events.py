@@ -49,7 +49,9 @@ def job_reads() -> Iterator[list[str]]:
 
 
 def test_the_stream_sends_progress_and_ends_after_the_terminal_status(client, auth, stub_worker):
-    job = submit(client, auth, input={"items": 3, "sleep": 0.3})
+    # The first stage polls an external wait: the job is processing, and its stream has said so, well
+    # before that stage ends. A stage that ends just before the job does is sent as the job's status.
+    job = submit(client, auth, input={"items": 3, "sleep": 0.3, "wait_seconds": 0.4})
     response = client.get(f"/api/jobs/{job['id']}/events", headers=auth, buffered=False)
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
