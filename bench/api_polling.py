@@ -257,6 +257,20 @@ def hold_streams(port: int, token: str, ids: list[str], count: int, opened, stop
     asyncio.run(run())
 
 
+def server_connections(port: int) -> int:
+    """Connections the server on ``port`` still holds: accepted sockets, open or closed by the peer only."""
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                local, state = fields[1], fields[3]
+                if int(local.rsplit(":", 1)[1], 16) == port and state in ("01", "08"):  # ESTABLISHED, CLOSE_WAIT
+                    held += 1
+    return held
+
+
 async def streams_step(port: int, token: str, ids: list[str], count: int, seconds: float,
                        redis_client) -> dict[str, float]:
     """Open ``count`` streams, publish a notice per stream job each second, measure polling meanwhile."""
@@ -286,9 +300,11 @@ async def streams_step(port: int, token: str, ids: list[str], count: int, second
     await asyncio.to_thread(holder.join, 30)
     if holder.is_alive():
         holder.kill()
-    # The server learns a stream was closed when it next writes to it: keep the notices coming a moment,
-    # so the next step starts without this step's closed streams still held (and woken) by the server.
-    await asyncio.sleep(2.5)
+    # The server learns a stream was closed when it next writes to it (a keep-alive comment at the latest):
+    # wait until it has let go of this step's connections, so the next step starts from a server holding none.
+    released = time.monotonic() + 60
+    while server_connections(port) > 0 and time.monotonic() < released:
+        await asyncio.sleep(0.5)
     publishing_done.set()
     await publishing
     return {"streams": held, **result}

@@ -4,8 +4,9 @@ The stream starts with the job as it is now (a ``status`` event), then sends ``p
 ``stage`` and ``status`` events, each carrying the whole job JSON, and ends after a terminal
 status. Notices come from :mod:`pipelines.streams` (Redis pub/sub shared by all streams of
 the process through one connection, or in-process queues without Redis); on each, the job is
-read again (one query), so a lost or merged notice never leaves a client with stale data. A comment line every 15 s of silence keeps proxies from
-closing the connection. Under gunicorn's gevent worker each open stream is a greenlet, so
+read again (one query), so a lost or merged notice never leaves a client with stale data. A comment
+line after 15 s without a write keeps proxies from closing the connection, and lets the server
+notice a client that left. Under gunicorn's gevent worker each open stream is a greenlet, so
 one web process holds hundreds of them.
 """
 
@@ -153,12 +154,11 @@ def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> It
     with streams.subscribe(job_id, timeout=keep_alive) as notices:
         last = snapshot_of(get_job(job_id, user_id=user_id))
         yield f"retry: {RECONNECT_MS}\n" + sse("status", last)
+        written = time.monotonic()
         if last.job["status"] in TERMINAL_JOB:
             return
         for notice in notices:
-            if notice is None:
-                yield ": keep-alive\n\n"
-            else:
+            if notice is not None:
                 try:
                     current = shared_reads.after(job_id, user_id, notice.get("received_at", time.monotonic()))
                 except JobNotFound:
@@ -168,9 +168,14 @@ def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> It
                 kind = "status" if status != last.job["status"] else notice.get("event", "progress")
                 if current.data != last.data or kind != "progress":
                     yield sse(kind, current)
-                    last = current
+                    last, written = current, time.monotonic()
                 if status in TERMINAL_JOB:
                     return
+            # Silence on the wire, not between notices: notices that change nothing write nothing, and
+            # a client that left is only noticed when its stream is written to.
+            if time.monotonic() - written >= keep_alive:
+                yield ": keep-alive\n\n"
+                written = time.monotonic()
             if time.monotonic() > deadline:
                 return
 

@@ -85,6 +85,33 @@ def test_a_silent_stream_sends_keep_alive_comments(app, auth, user):
     assert ": keep-alive\n\n" in chunks[1:]
 
 
+def test_notices_that_change_nothing_do_not_hold_back_keep_alive_comments(app, auth, user):
+    """A client that left is noticed only when its stream is written to, so quiet must mean on the wire."""
+    import threading
+
+    from pipelines import events
+    from web.events import job_stream
+
+    job = submit(app.test_client(), auth, input={"items": 1})  # no worker: it stays pending
+    done = threading.Event()
+
+    def chatter() -> None:  # notices faster than the keep-alive interval, the job unchanged
+        while not done.wait(0.01):
+            events.publish(job["id"], "progress")
+
+    talker = threading.Thread(target=chatter, daemon=True)
+    talker.start()
+    try:
+        with app.test_request_context():
+            chunks = list(job_stream(job["id"], user.id, keep_alive=0.1, max_seconds=0.5))
+    finally:
+        done.set()
+        talker.join()
+    assert chunks[0].startswith("retry: ")
+    assert all(chunk == ": keep-alive\n\n" for chunk in chunks[1:])  # no event: nothing changed
+    assert 3 <= len(chunks) - 1 <= 6
+
+
 def test_an_event_grant_opens_the_stream_without_the_header(client, auth, stub_worker):
     job = submit(client, auth, input={"items": 1})
     other = submit(client, auth, input={"items": 1})
