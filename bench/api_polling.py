@@ -11,7 +11,7 @@
 Everything runs on 127.0.0.1: PostgreSQL on 127.0.0.1:5432 when reachable (a
 fresh database is created and dropped, see ``bench/common.py``), else SQLite; Redis at 127.0.0.1:6379 when reachable, else the
 embedded one. Bounded: each measurement lasts ``--seconds`` (default 5) after a 1 s warm-up; ``--rounds`` alternating
-runs of each endpoint (default 3); stream steps up to ``--max-streams`` and at most 4 minutes.
+runs of each endpoint (default 3); stream steps up to ``--max-streams`` and at most 8 minutes.
 
     .venv/bin/python bench/api_polling.py [--seconds 5] [--max-streams 1000]
 """
@@ -368,7 +368,7 @@ def main() -> None:
         # A stream its client closed keeps its connection slot until the server's next write to it (a notice,
         # or the keep-alive comment within 15 s), so a step may overlap the one before: room for both.
         env_one = {**env, "WEB_CONCURRENCY": "1", "WEB_WORKER_CONNECTIONS": str(max(2000, 2 * options.max_streams + 100))}
-        stream_deadline = time.monotonic() + 240
+        stream_deadline = time.monotonic() + 480
         with gunicorn(env_one, "web.app:create_app()", workers=1, conveyor=True, ready_path="/healthz") as port:
             for count in [s for s in STREAM_STEPS if s <= options.max_streams]:
                 step = asyncio.run(streams_step(port, token, ids, count, options.seconds, client))
