@@ -155,9 +155,8 @@ def start_job(
 
 def idempotency_key_used(user_id: str | None, key: str) -> bool:
     """Whether the user's ``key`` already names a job (a request with it is a repeat, not a new job)."""
-    with autocommit() as connection:
-        return connection.execute(select(Job.id).where(Job.user_id == user_id, Job.idempotency_key == key)
-                                  ).first() is not None
+    with transaction() as session:
+        return _by_idempotency_key(session, user_id, key) is not None
 
 
 def _by_idempotency_key(session: Session, user_id: str | None, key: str) -> Job | None:

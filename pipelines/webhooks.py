@@ -46,13 +46,14 @@ def queue_delivery(session: Session, job: JobRow, outbox: Outbox) -> None:
     job.notified_at = None  # a retried job that finishes again is news again
     if not job.webhook_url:
         return
-    job.webhook = {"id": delivery_id(job), "status": "pending", "attempts": 0, "response": None, "error": None,
+    delivery = delivery_id(job)
+    job.webhook = {"id": delivery, "status": "pending", "attempts": 0, "response": None, "error": None,
                    "updated_at": iso(utcnow())}
     payload = serialize(job)
     if job.status == JobStatus.COMPLETED.value:
         # The engine writes the final progress just after the hooks run; send what the job will say.
         payload.update(progress=100.0, step="Done", eta_seconds=0)
-    outbox.messages.append(deliver_webhook.message(job.webhook_url, delivery_id(job), job.user_id, payload))
+    outbox.messages.append(deliver_webhook.message(job.webhook_url, delivery, job.user_id, payload))
 
 
 def record_delivery(job_id: str, delivery: str, attempts: int, outcome: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from pipelines.jobs import (
 )
 from pipelines.models import TERMINAL_JOB
 from web.auth import STREAM_GRANT_SECONDS, current_user_id, grant_for
-from web.errors import Problem, more_field_errors
+from web.errors import more_field_errors
 from web.ratelimit import check_job_rate
 from web.schemas import (
     GrantOut,
@@ -38,9 +38,6 @@ from web.schemas import (
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="jobs")], abp_security=SECURITY,
                   abp_responses={401: ProblemOut})
-
-#: Longest Idempotency-Key accepted (characters).
-MAX_IDEMPOTENCY_KEY = 200
 
 
 def poll_after(job: dict[str, Any]) -> int:
@@ -77,9 +74,6 @@ def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = 
                      "return the same job, the same key with another body 422.")
 def create_job(body: JobIn, header: JobRequestHeaders) -> Response:
     key = header.idempotency_key or None
-    if key is not None and len(key) > MAX_IDEMPOTENCY_KEY:
-        raise Problem(422, "The Idempotency-Key is too long.",
-                      errors=[{"field": "Idempotency-Key", "message": f"at most {MAX_IDEMPOTENCY_KEY} characters"}])
     user_id = current_user_id()
     # Every request counts, refused ones too (a flood of bad ones is still a flood), except the
     # repeat of one already accepted: a retried request gets its job back even over the limit.

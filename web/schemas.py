@@ -86,11 +86,15 @@ class JobAcceptedOut(JobOut):
     }}}
 
 
+#: The longest Idempotency-Key (the column that keeps it).
+MAX_IDEMPOTENCY_KEY = 200
+
+
 class JobRequestHeaders(BaseModel):
     idempotency_key: str | None = Field(
-        None, alias="Idempotency-Key",
+        None, alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY,
         description="Makes retries of this request safe: the same key and body return the same job, the same key "
-                    "with another body answers 422. Keys are yours alone; at most 200 characters.")
+                    f"with another body answers 422. Keys are yours alone; at most {MAX_IDEMPOTENCY_KEY} characters.")
 
 
 class JobListOut(BaseModel):
