@@ -149,7 +149,8 @@ def test_cancel_and_retry_buttons(page, server: DevServer):
 
 def test_the_job_page_tells_how_its_webhook_went(page, server: DevServer):
     receiver = Receiver()
-    receiver.answers = [404]  # an answer that ends the delivery at once
+    receiver.answers = [404]  # an answer that ends the delivery
+    receiver.delay = 4.0  # given late, so the page opens on a delivery still pending
     try:
         with api(server) as client:
             job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 1},
@@ -157,8 +158,10 @@ def test_the_job_page_tells_how_its_webhook_went(page, server: DevServer):
         page.goto(server.sign_in_link)
         page.goto(f"{server.url}/#/jobs/{job['id']}")
         page.locator("h1 .badge[data-status=completed]").wait_for()
-        # The job ends before its webhook is sent; the page keeps asking until the delivery settles
-        page.locator("#job-webhook").filter(has_text="failed — answered 404; not retried").wait_for()
+        webhook = page.locator("#job-webhook")
+        webhook.filter(has_text="pending").wait_for()
+        # The job has ended, and the page keeps asking until the delivery settles
+        webhook.filter(has_text="failed — answered 404; not retried").wait_for(timeout=30_000)
     finally:
         receiver.server.shutdown()
     assert len(receiver.calls) == 1

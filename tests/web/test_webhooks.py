@@ -25,12 +25,14 @@ class Receiver:
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, str], bytes]] = []
         self.answers: list[int] = []
+        self.delay = 0.0  #: s before each answer
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                time.sleep(receiver.delay)
                 self.send_response(receiver.answers.pop(0) if receiver.answers else 200)
                 self.end_headers()
 
