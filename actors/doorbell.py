@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from uuid import uuid4
 
 import dramatiq
 import redis
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import ConnectionClosed, DecodeError
@@ -47,6 +48,11 @@ class DoorbellRedisBroker(RedisBroker):
         #: Set while this process's worker shuts down: its consumers stop fetching (see :class:`_Draining`).
         self.draining = threading.Event()
         self.add_middleware(_Draining(self.draining))
+        #: Called in the consumer thread with the messages of each fetch from a (non-delay) queue, before
+        #: any is handed to a worker thread: the engine claims their stage runs together there.
+        self.on_fetch: Callable[[list[Message]], None] | None = None
+        #: Called with fetched messages that go back to the broker unstarted (a stopping worker).
+        self.on_requeue: Callable[[list[Message]], None] | None = None
 
     @contextmanager
     def doorbells_into(self, pipe: redis.client.Pipeline) -> Iterator[None]:
@@ -82,6 +88,29 @@ class DoorbellRedisBroker(RedisBroker):
         pipe.lpush(key, 1).ltrim(key, 0, DOORBELL_DEPTH - 1)
         if batch is None:
             pipe.execute()
+        return message
+
+    def enqueue_into(self, pipe: redis.client.Pipeline, message: Message, *, delay: int | None = None) -> Message:
+        """As :meth:`enqueue`, but the enqueue and its doorbell ring are added to ``pipe``, which the caller
+        executes: many messages then cost one round trip. The enqueue's reply is at index ``len(pipe)`` as it
+        was before this call; if it is an error (``NOSCRIPT`` after a Redis restart), send the message again
+        with :meth:`enqueue`.
+        """
+        queue_name = message.queue_name
+        message = message.copy(options={"redis_message_id": message.options.get("message_key") or str(uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        self.emit_before("enqueue", message, delay)
+        # Dramatiq's own enqueue script, by its hash: calling the Script object would add a SCRIPT EXISTS
+        # round trip to every pipeline.
+        pipe.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, "enqueue", current_millis(), queue_name,
+                     self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
+                     self._should_do_maintenance("enqueue"), self._max_unpack_size(),
+                     message.options["redis_message_id"], message.encode())
+        key = self.doorbell_key(queue_name)
+        pipe.lpush(key, 1)
+        pipe.ltrim(key, 0, DOORBELL_DEPTH - 1)
         return message
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _DoorbellConsumer:
@@ -122,30 +151,65 @@ class _DoorbellConsumer(_RedisConsumer):
         super().__init__(broker, queue_name, prefetch, 0)
         self.idle_timeout = timeout
         self.last_draining_beat = 0.0
+        self.is_delay_queue = queue_name == dq_name(queue_name.removesuffix(".DQ"))
+        #: Fetched and decoded, not yet handed to the worker.
+        self.decoded: list[Message] = []
+
+    @property
+    def outstanding_message_count(self) -> int:
+        return len(self.queued_message_ids) + len(self.message_cache) + len(self.decoded)
 
     def __next__(self):
         if self.broker.draining.is_set():
             return self._idle_while_draining()
+        if self.decoded:
+            message = self.decoded.pop(0)
+            self.misses = 0
+            self.queued_message_ids.add(message.message_id)
+            return MessageProxy(message)
         # Whether this call may fetch: decided before it, because worker threads acknowledge (and so
-        # free prefetch slots) concurrently. A None from a consumer that was full means "no room",
-        # not "queue empty", and must not wait on a doorbell that nobody may ring.
-        had_room = self.outstanding_message_count < self.prefetch
-        try:
-            message = super().__next__()
-        except DecodeError as exc:
-            # Dramatiq's consumer would die on it and restart, stranding the rest of its fetch
-            # unacknowledged (and counted live) until the worker exits; set it aside instead.
-            try:
-                self._dead_letter(exc.data)
-            except redis.ConnectionError as error:
-                raise ConnectionClosed(error) from None
+        # free prefetch slots) concurrently. A consumer that was full must look again, not wait on a
+        # doorbell that nobody may ring.
+        room = self.prefetch - self.outstanding_message_count
+        if room <= 0:
+            time.sleep(BUSY_SLEEP)
             return None
-        if message is None:
-            if had_room:  # it fetched and found the queue empty
-                self.broker.wait_for_doorbell(self.queue_name, self.idle_timeout)
-            else:
-                time.sleep(BUSY_SLEEP)
-        return message
+        try:
+            fetched = self.broker.do_fetch(self.queue_name, room)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from None
+        if not fetched:
+            self.broker.wait_for_doorbell(self.queue_name, self.idle_timeout)
+            return None
+        for data in fetched:
+            if data is None:
+                continue
+            try:
+                self.decoded.append(Message.decode(data))
+            except DecodeError as exc:
+                # Dramatiq's consumer would die on it and restart, stranding the rest of its fetch
+                # unacknowledged (and counted live) until the worker exits; set it aside instead.
+                try:
+                    self._dead_letter(exc.data)
+                except redis.ConnectionError as error:
+                    raise ConnectionClosed(error) from None
+        if self.decoded and self.broker.on_fetch is not None and not self.is_delay_queue:
+            self.broker.on_fetch(list(self.decoded))
+        return None
+
+    def requeue(self, messages) -> None:
+        messages = list(messages)
+        if messages and self.broker.on_requeue is not None:
+            self.broker.on_requeue(messages)
+        super().requeue(messages)
+
+    def close(self) -> None:
+        # Messages fetched but never handed to the worker go back now, not after Redis's own timeout.
+        leftover, self.decoded = self.decoded, []
+        try:
+            self.requeue(leftover)
+        finally:
+            super().close()
 
     def _idle_while_draining(self) -> None:
         # Fetch nothing, so a stopping worker's idle threads take no new work; keep the heartbeat,

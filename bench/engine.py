@@ -1,25 +1,37 @@
-"""The engine against bare Dramatiq on the same Redis, same worker settings, same run.
+"""The engine against bare Dramatiq and Celery: same Redis, same machine, interleaved rounds.
 
-Measures, with one in-process worker of 8 threads on each side:
-1. throughput of a 4-stage no-op pipeline (engine: Redis + PostgreSQL job store), submitted while the
-   worker runs in the same process, and the worker's own rate draining pipelines submitted before it starts;
-2. a 100-item fan-out joined before a last stage;
-3. hand-off latency between stages that do real work (20 ms each), p50 and p99;
-4. submit -> first stage start on an idle worker, p50 and p99.
-Fixed sizes, bounded time; prints the ratios last. Needs Redis and PostgreSQL on 127.0.0.1.
+Each round starts the worker processes of one side at a time (1 process, then 2 processes, each of
+8 threads), lets them warm up, and measures:
+1. a 4-stage no-op chain: 300 chains submitted while the workers are frozen (SIGSTOP), then drained
+   (the workers' own rate), and 300 more submitted while they run (the submit path counts too), for
+   bare Dramatiq, the engine with its PostgreSQL job store, and Celery with a Redis result backend;
+2. a 100-item fan-out joined into one stage, 3 in a row (bare Dramatiq and the engine);
+and the CPU the worker processes, PostgreSQL and Redis spent on them. After the rounds, with one
+process of each: the hand-off between stages that work 20 ms, and submit -> first stage on an idle
+worker. Prints medians with their range over the rounds; the ratios come last. Bounded in time;
+loopback only. Needs Redis and PostgreSQL on 127.0.0.1.
 
-    .venv/bin/python bench/engine.py
+    .venv/bin/python bench/engine.py [--rounds 5]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
+import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from bench.common import fresh_postgres, p50, percentile  # noqa: E402
 
 REDIS_URL = os.environ.get("CONVEYOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
@@ -29,192 +41,306 @@ FANOUTS = 3
 LATENCY_SAMPLES = 30
 WORK_SECONDS = 0.02  #: s each stage "works" in the latency runs
 THREADS = 8
-TIME_BOUND = 240.0  #: s for the whole benchmark
+RUN_BOUND = 120.0  #: s any one measurement may take
+VENV_BIN = Path(sys.executable).parent
+
+
+def cpu_seconds(names: tuple[str, ...] = (), pids: set[int] | None = None) -> float:
+    """CPU (user + system) of the processes with one of ``names`` as command, or of ``pids``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if (pids is not None and int(entry.name) in pids) or (names and comm in names):
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class Workers:
+    """Worker processes of one side, started for one measurement and stopped after it."""
+
+    def __init__(self, command: list[str], env: dict[str, str], processes: int) -> None:
+        self.procs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE if os.environ.get("BENCH_QUIET") else None,
+                                       start_new_session=True)
+                      for _ in range(processes)]
+
+    def pids(self) -> set[int]:
+        found = {p.pid for p in self.procs}
+        for entry in Path("/proc").iterdir():  # dramatiq's worker processes are children of its main one
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid in found:
+                    found.add(int(entry.name))
+        return found
+
+    def pause(self) -> None:
+        """Freeze every worker process (SIGSTOP): work submitted now waits, as if sent before they started."""
+        for p in self.procs:
+            os.killpg(p.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for p in self.procs:
+            os.killpg(p.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def wait_until(check: Callable[[], bool], what: str, bound: float = RUN_BOUND, pause: float = 0.005) -> None:
+    deadline = time.monotonic() + bound
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"benchmark exceeded its time bound waiting for {what}")
+        time.sleep(pause)
+
+
+class Bench:
+    def __init__(self, database_url: str) -> None:
+        import psycopg
+        import redis
+
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        self.database_url = database_url
+        self.db = psycopg.connect(database_url, autocommit=True)
+        self.var = tempfile.mkdtemp(prefix="conveyor-bench-")
+        self.env = {**os.environ, "CONVEYOR_BROKER": "redis", "REDIS_URL": REDIS_URL, "DATABASE_URL": database_url,
+                    "CONVEYOR_BENCH_REDIS_URL": REDIS_URL, "CONVEYOR_PROGRESS_INTERVAL": "0.5",
+                    "CONVEYOR_VAR_DIR": self.var, "CONVEYOR_PIPELINES": "bench.engine_pipelines",
+                    "PYTHONPATH": str(ROOT)}
+        os.environ.update({k: self.env[k] for k in ("CONVEYOR_BROKER", "REDIS_URL", "DATABASE_URL",
+                                                    "CONVEYOR_VAR_DIR", "CONVEYOR_PIPELINES")})
+
+    # --- the three sides ------------------------------------------------------------------------------
+    @contextmanager
+    def workers(self, side: str, processes: int) -> Iterator[Workers]:
+        if side == "celery":
+            command = [str(VENV_BIN / "celery"), "-A", "bench.celery_tasks", "worker", "-P", "threads", "-c",
+                       str(THREADS), "-Q", "bench_celery", "--without-heartbeat", "--without-mingle",
+                       "--without-gossip", "-l", "WARNING", "-n", f"bench{uuid.uuid4().hex[:6]}@%h"]
+        else:
+            module = "bench.bare_actors" if side == "bare" else "pipelines"
+            extra = [] if side == "bare" else ["bench.engine_pipelines"]
+            command = [str(VENV_BIN / "dramatiq"), module, *extra, "--processes", "1", "--threads", str(THREADS)]
+        workers = Workers(command, self.env, processes)
+        try:
+            self.warm_up(side)
+            yield workers
+        finally:
+            workers.stop()
+
+    def warm_up(self, side: str) -> None:
+        self.chains(side, 10)  # every worker process up and connected
+
+    def chains(self, side: str, count: int, work: float = 0.0) -> float:
+        """Run ``count`` 4-stage chains at once; seconds from the first submit to the last finish."""
+        t0 = time.monotonic()
+        self.wait_chains(side, self.submit_chains(side, count, work))
+        return time.monotonic() - t0
+
+    def submit_chains(self, side: str, count: int, work: float = 0.0) -> list[Any]:
+        if side == "bare":
+            from bench import bare_actors
+
+            self.redis.set("bench:done", 0)
+            for _ in range(count):
+                bare_actors.send_chain(uuid.uuid4().hex, work)
+            return [None] * count
+        if side == "engine":
+            return self.start_jobs("bench_chain", [{"work": work}] * count)
+        from bench import celery_tasks
+
+        return [celery_tasks.send_chain({"work": work}) for _ in range(count)]
+
+    def wait_chains(self, side: str, handles: list[Any]) -> None:
+        if side == "bare":
+            wait_until(lambda: int(self.redis.get("bench:done") or 0) >= len(handles), "bare chains")
+        elif side == "engine":
+            self.wait_jobs(handles)
+        else:
+            for result in handles:
+                result.get(timeout=RUN_BOUND)
+
+    def fanouts(self, side: str) -> float:
+        """Mean seconds of one fan-out of FANOUT_ITEMS no-op items joined into one stage."""
+        t0 = time.monotonic()
+        for _ in range(FANOUTS):
+            if side == "bare":
+                from bench import bare_actors
+
+                self.redis.set("bench:done", 0)
+                bare_actors.send_fanout(uuid.uuid4().hex, FANOUT_ITEMS)
+                wait_until(lambda: int(self.redis.get("bench:done") or 0) >= 1, "bare fan-out")
+            else:
+                self.wait_jobs(self.start_jobs("bench_fanout", [{"items": FANOUT_ITEMS}]))
+        return (time.monotonic() - t0) / FANOUTS
+
+    def start_jobs(self, pipeline: str, inputs: list[dict]) -> list[str]:
+        from pipelines.jobs import start_job
+
+        return [start_job(pipeline=pipeline, input=value)["id"] for value in inputs]
+
+    def wait_jobs(self, ids: list[str]) -> None:
+        def done() -> bool:
+            row = self.db.execute("SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM jobs "
+                                  "WHERE id = ANY(%s) AND status IN ('completed', 'failed', 'canceled')",
+                                  (ids,)).fetchone()
+            assert row is not None
+            if row[0] != row[1]:
+                errors = self.db.execute("SELECT DISTINCT error::text FROM jobs WHERE id = ANY(%s) "
+                                         "AND status <> 'completed'", (ids,)).fetchall()
+                raise SystemExit(f"{row[0] - row[1]} engine jobs did not complete: {errors}")
+            return row[0] == len(ids)
+
+        wait_until(done, "engine jobs", pause=0.01)
+
+    # --- latency ------------------------------------------------------------------------------------
+    def latencies(self, side: str) -> tuple[list[float], list[float]]:
+        """Hand-offs between stages that work WORK_SECONDS, and submit -> first stage start (s)."""
+        handoffs, firsts = [], []
+        for _ in range(LATENCY_SAMPLES):
+            time.sleep(0.3)  # the worker idles: it waits on its broker
+            self.redis.delete("bench:marks")
+            submitted = time.time()
+            self.chains(side, 1, WORK_SECONDS)
+            marks = sorted(float(line.split()[2]) for line in self.redis.lrange("bench:marks", 0, -1))
+            firsts.append(marks[0] - submitted)
+            handoffs += [b - a - WORK_SECONDS for a, b in zip(marks, marks[1:], strict=False)]
+        return handoffs, firsts
+
+
+def measure_round(bench: Bench, processes: int, results: dict[str, list[float]]) -> None:
+    chain_handoffs = CHAINS * 4
+    key = f"p{processes}"
+    for side in ("bare", "engine", "celery"):
+        with bench.workers(side, processes) as workers:
+            # The workers' own rate: the chains are submitted while they are frozen, then drained.
+            workers.pause()
+            handles = bench.submit_chains(side, CHAINS)
+            pids = workers.pids()
+            cpu0 = (cpu_seconds(pids=pids), cpu_seconds(("postgres",)), cpu_seconds(("redis-server",)))
+            t0 = time.monotonic()
+            workers.resume()
+            bench.wait_chains(side, handles)
+            seconds = time.monotonic() - t0
+            cpu1 = (cpu_seconds(pids=pids), cpu_seconds(("postgres",)), cpu_seconds(("redis-server",)))
+            results.setdefault(f"{key} {side} chains/s", []).append(CHAINS / seconds)
+            for name, before, after in zip(("worker", "postgres", "redis"), cpu0, cpu1, strict=True):
+                results.setdefault(f"{key} {side} {name} ms/hand-off", []).append(
+                    1000.0 * (after - before) / chain_handoffs)
+            # Submitted while they run, by this one process: the submit path counts too.
+            results.setdefault(f"{key} {side} live chains/s", []).append(CHAINS / bench.chains(side, CHAINS))
+            if side != "celery":
+                results.setdefault(f"{key} {side} fan-out s", []).append(bench.fanouts(side))
+
+
+def describe(values: list[float], digits: int = 2) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--processes", default="1,2", help="worker process counts to measure, e.g. 1,2")
+    args = parser.parse_args()
     import redis
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     with fresh_postgres() as database_url:
-        os.environ.update({"CONVEYOR_BROKER": "redis", "REDIS_URL": REDIS_URL, "DATABASE_URL": database_url,
-                           "CONVEYOR_PROGRESS_INTERVAL": "0.5"})
-        run(database_url)
+        os.environ.update({"DATABASE_URL": database_url, "CONVEYOR_BROKER": "redis", "REDIS_URL": REDIS_URL})
+        run(database_url, args.rounds, [int(p) for p in args.processes.split(",")])
 
 
-def run(database_url: str) -> None:
-    import dramatiq
-    from dramatiq.brokers.redis import RedisBroker
-
-    import pipelines  # noqa: F401 - the engine's broker, middleware and pipelines
-    from actors.context import current_stage
-    from actors.stage import stage_actor
+def run(database_url: str, rounds: int, process_counts: list[int]) -> None:
     from pipelines.db import dispose_all
-    from pipelines.definition import Pipeline, fan_out, stage
-    from pipelines.hooks import on_job_finished
-    from pipelines.jobs import get_job, start_job
-    from pipelines.schema import upgrade
+    from pipelines.schema import analyze, upgrade
 
-    upgrade()
+    upgrade(database_url)
+    bench = Bench(database_url)
+    import dramatiq
 
-    marks: dict[tuple[str, int], float] = {}
-    done_events: dict[str, threading.Event] = {}
+    from actors.broker import broker
+    from bench import bare_actors  # noqa: F401 - declares its actors on a broker of its own
+    dramatiq.set_broker(broker)
+    import pipelines  # noqa: F401 - the driver starts jobs through the engine's own API
+    from bench import engine_pipelines  # noqa: F401
 
-    # --- bare Dramatiq: its own broker (defaults), namespace and actors on the same Redis -----------------
-    bare = RedisBroker(url=REDIS_URL, namespace="bare")
+    with bench.workers("engine", 1):  # fill the tables a little, then give the planner statistics
+        bench.chains("engine", 200)
+    analyze(database_url)
 
-    def bare_stage(run_id: str, index: int, work: float, last: bool) -> None:
-        marks[(run_id, index)] = time.monotonic()
-        if work:
-            time.sleep(work)
-        if last:
-            done_events[run_id].set()
+    results: dict[str, list[float]] = {}
+    for n in range(rounds):
+        for processes in process_counts:
+            measure_round(bench, processes, results)
+        print(f"round {n + 1}/{rounds} done", flush=True)
+        for processes in process_counts:
+            key = f"p{processes}"
+            results.setdefault(f"{key} ratio chain", []).append(
+                results[f"{key} engine chains/s"][-1] / results[f"{key} bare chains/s"][-1])
+            results.setdefault(f"{key} ratio fan-out", []).append(
+                results[f"{key} bare fan-out s"][-1] / results[f"{key} engine fan-out s"][-1])
+            results.setdefault(f"{key} ratio celery", []).append(
+                results[f"{key} engine chains/s"][-1] / results[f"{key} celery chains/s"][-1])
+            results.setdefault(f"{key} ratio live", []).append(
+                results[f"{key} engine live chains/s"][-1] / results[f"{key} bare live chains/s"][-1])
 
-    bare_actor = dramatiq.actor(bare_stage, broker=bare, actor_name="bare_stage", max_retries=0)
-    bare_counter = {"n": 0}
-    bare_lock = threading.Lock()
-
-    def bare_item(run_id: str, total: int) -> None:
-        with bare_lock:
-            bare_counter["n"] += 1
-            finished = bare_counter["n"] == total
-        if finished:  # the last item joins into one more stage, like the engine's fan-in
-            bare_actor.send(run_id, 99, 0.0, True)
-
-    bare_item_actor = dramatiq.actor(bare_item, broker=bare, actor_name="bare_item", max_retries=0)
-
-    def bare_chain(run_id: str, work: float) -> None:
-        done_events[run_id] = threading.Event()
-        dramatiq.pipeline([bare_actor.message_with_options(args=(run_id, i, work, i == 3), pipe_ignore=True)
-                           for i in range(4)], broker=bare).run()
-
-    # --- the engine: stage actors and pipelines declared the usual way -----------------------------------
-    @stage_actor(actor_name="bench_stage", retries=0)
-    def bench_stage(value: dict) -> dict:
-        ctx = current_stage()
-        marks[(ctx.job_id, int(ctx.stage[-1]))] = time.monotonic()
-        if value.get("work"):
-            time.sleep(value["work"])
-        return value
-
-    chain = Pipeline("bench_chain", [stage(bench_stage, name=f"stage{i}") for i in range(4)])
-
-    @stage_actor(actor_name="bench_items", retries=0)
-    def bench_items(value: dict) -> list[int]:
-        return list(range(value["items"]))
-
-    @stage_actor(actor_name="bench_noop", retries=0)
-    def bench_noop(value):
-        return value
-
-    fanout = Pipeline("bench_fanout", [stage(bench_items, name="split"),
-                                       fan_out(bench_noop, name="items", concurrency=0),
-                                       stage(bench_noop, name="join")])
-
-    engine_worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=THREADS)
-    bare_worker = dramatiq.Worker(bare, worker_threads=THREADS)
-    finished: set[str] = set()
-    finished_changed = threading.Condition()
-
-    @on_job_finished
-    def _record_finish(session, job, outbox) -> None:  # in-process, as cheap as the bare side's Event
-        with finished_changed:
-            finished.add(job.id)
-            finished_changed.notify_all()
-
-    def wait_engine(job_ids: list[str]) -> None:
-        with finished_changed:
-            if not finished_changed.wait_for(lambda: finished.issuperset(job_ids), TIME_BOUND):
-                raise SystemExit("benchmark exceeded its time bound")
-
-    results: dict[str, float] = {}
-    # 0. worker-side rate: the pipelines are submitted first, then a worker drains them
-    ids = [f"d{i}" for i in range(CHAINS)]
-    for run_id in ids:
-        bare_chain(run_id, 0.0)
-    bare_worker.start()
-    t0 = time.monotonic()
-    for run_id in ids:
-        done_events[run_id].wait(TIME_BOUND)
-    results["bare_drain_per_s"] = CHAINS / (time.monotonic() - t0)
-    # 1. four-stage throughput, submitting while the worker runs (one process does both)
-    t0 = time.monotonic()
-    ids = [f"b{i}" for i in range(CHAINS)]
-    for run_id in ids:
-        bare_chain(run_id, 0.0)
-    for run_id in ids:
-        done_events[run_id].wait(TIME_BOUND)
-    results["bare_chain_per_s"] = CHAINS / (time.monotonic() - t0)
-    # 2. fan-out of 100 and a join
-    t0 = time.monotonic()
-    for n in range(FANOUTS):
-        run_id = f"bf{n}"
-        done_events[run_id] = threading.Event()
-        bare_counter["n"] = 0
-        for _ in range(FANOUT_ITEMS):
-            bare_item_actor.send(run_id, FANOUT_ITEMS)
-        done_events[run_id].wait(TIME_BOUND)
-    results["bare_fanout_s"] = (time.monotonic() - t0) / FANOUTS
-    # 3 + 4. latency with real work, idle worker between samples
-    bare_handoffs, bare_first = [], []
-    for n in range(LATENCY_SAMPLES):
-        run_id = f"bl{n}"
-        time.sleep(0.3)
-        submitted = time.monotonic()
-        bare_chain(run_id, WORK_SECONDS)
-        done_events[run_id].wait(30)
-        bare_first.append(marks[(run_id, 0)] - submitted)
-        bare_handoffs += [marks[(run_id, i + 1)] - marks[(run_id, i)] - WORK_SECONDS for i in range(3)]
-    bare_worker.stop()
-
-    jobs = [start_job(pipeline=chain.name, input={"work": 0})["id"] for _ in range(CHAINS)]
-    engine_worker.start()
-    t0 = time.monotonic()
-    wait_engine(jobs)
-    results["engine_drain_per_s"] = CHAINS / (time.monotonic() - t0)
-    t0 = time.monotonic()
-    jobs = [start_job(pipeline=chain.name, input={"work": 0})["id"] for _ in range(CHAINS)]
-    wait_engine(jobs)
-    results["engine_chain_per_s"] = CHAINS / (time.monotonic() - t0)
-    t0 = time.monotonic()
-    for _ in range(FANOUTS):
-        wait_engine([start_job(pipeline=fanout.name, input={"items": FANOUT_ITEMS})["id"]])
-    results["engine_fanout_s"] = (time.monotonic() - t0) / FANOUTS
-    engine_handoffs, engine_first = [], []
-    for _ in range(LATENCY_SAMPLES):
-        time.sleep(0.3)
-        submitted = time.monotonic()
-        job_id = start_job(pipeline=chain.name, input={"work": WORK_SECONDS})["id"]
-        wait_engine([job_id])
-        engine_first.append(marks[(job_id, 0)] - submitted)
-        engine_handoffs += [marks[(job_id, i + 1)] - marks[(job_id, i)] - WORK_SECONDS for i in range(3)]
-    time.sleep(0.5)  # the last job's commit follows its finish hook
-    engine_worker.stop()
-    failed = [j for j in finished if get_job(j)["status"] != "completed"]
-    assert not failed, f"{len(failed)} engine jobs did not complete"
+    latency = {}
+    for side in ("bare", "engine"):
+        with bench.workers(side, 1):
+            latency[side] = bench.latencies(side)
     dispose_all()
 
     ms = 1000.0
-    print(f"4-stage no-op pipelines, {CHAINS} each, 1 process x {THREADS} threads:")
-    print(f"  bare Dramatiq  {results['bare_chain_per_s']:8.1f} pipelines/s")
-    print(f"  engine         {results['engine_chain_per_s']:8.1f} pipelines/s  (Redis + PostgreSQL job store)")
-    print("the same, submitted first and then drained by the worker (the worker's own rate):")
-    print(f"  bare Dramatiq  {results['bare_drain_per_s']:8.1f} pipelines/s")
-    print(f"  engine         {results['engine_drain_per_s']:8.1f} pipelines/s")
-    print(f"fan-out of {FANOUT_ITEMS} no-op items joined into one stage, mean of {FANOUTS}:")
-    print(f"  bare Dramatiq  {results['bare_fanout_s'] * ms:8.1f} ms")
-    print(f"  engine         {results['engine_fanout_s'] * ms:8.1f} ms")
-    print(f"hand-off between stages doing {WORK_SECONDS * ms:.0f} ms of work ({3 * LATENCY_SAMPLES} hand-offs):")
-    print(f"  bare Dramatiq  p50 {p50(bare_handoffs) * ms:7.1f} ms  p99 {percentile(bare_handoffs, 99) * ms:7.1f} ms")
-    print(f"  engine         p50 {p50(engine_handoffs) * ms:7.1f} ms  p99 "
-          f"{percentile(engine_handoffs, 99) * ms:7.1f} ms")
-    print(f"submit -> first stage start on an idle worker ({LATENCY_SAMPLES} jobs):")
-    print(f"  bare Dramatiq  p50 {p50(bare_first) * ms:7.1f} ms  p99 {percentile(bare_first, 99) * ms:7.1f} ms")
-    print(f"  engine         p50 {p50(engine_first) * ms:7.1f} ms  p99 {percentile(engine_first, 99) * ms:7.1f} ms")
-    print(f"added hand-off per stage: p50 {(p50(engine_handoffs) - p50(bare_handoffs)) * ms:+.1f} ms")
-    print(f"ratio engine/bare pipeline throughput: {results['engine_chain_per_s'] / results['bare_chain_per_s']:.2f}")
-    print(f"ratio engine/bare worker drain rate: {results['engine_drain_per_s'] / results['bare_drain_per_s']:.2f}")
-    print(f"ratio engine/bare fan-out throughput: {results['bare_fanout_s'] / results['engine_fanout_s']:.2f}")
+    print(f"\nMedian (min–max) of {rounds} interleaved rounds; each worker process has {THREADS} threads.")
+    for processes in process_counts:
+        key = f"p{processes}"
+        print(f"\n{processes} worker process(es): {CHAINS} 4-stage no-op chains, submitted first, then drained")
+        for side in ("bare", "engine", "celery"):
+            print(f"  {side:7s} {describe(results[f'{key} {side} chains/s'], 1):>24s} chains/s   CPU per hand-off: "
+                  f"worker {describe(results[f'{key} {side} worker ms/hand-off'])} ms, "
+                  f"PostgreSQL {describe(results[f'{key} {side} postgres ms/hand-off'])} ms, "
+                  f"Redis {describe(results[f'{key} {side} redis ms/hand-off'])} ms")
+        print("  the same, submitted by this one process while the workers run (the submit path counts too):")
+        for side in ("bare", "engine", "celery"):
+            print(f"  {side:7s} {describe(results[f'{key} {side} live chains/s'], 1):>24s} chains/s")
+        print(f"  fan-out of {FANOUT_ITEMS} items joined into one stage, mean of {FANOUTS}:")
+        for side in ("bare", "engine"):
+            print(f"  {side:7s} {describe([s * ms for s in results[f'{key} {side} fan-out s']], 1):>24s} ms")
+        print(f"  engine/bare chains {describe(results[f'{key} ratio chain'])} "
+              f"(submitted while running {describe(results[f'{key} ratio live'])}), "
+              f"fan-out {describe(results[f'{key} ratio fan-out'])}; "
+              f"engine/Celery chains {describe(results[f'{key} ratio celery'])}")
+    print(f"\nhand-off between stages doing {WORK_SECONDS * ms:.0f} ms of work ({3 * LATENCY_SAMPLES} hand-offs), "
+          "and submit -> first stage start on an idle worker:")
+    for side in ("bare", "engine"):
+        handoffs, firsts = latency[side]
+        print(f"  {side:7s} hand-off p50 {p50(handoffs) * ms:6.1f} ms  p99 {percentile(handoffs, 99) * ms:6.1f} ms   "
+              f"first stage p50 {p50(firsts) * ms:6.1f} ms  p99 {percentile(firsts, 99) * ms:6.1f} ms")
+    key = f"p{process_counts[0]}"
+    print(f"ratio engine/celery pipeline throughput: {statistics.median(results[f'{key} ratio celery']):.2f}")
+    print(f"ratio engine/bare pipeline throughput: {statistics.median(results[f'{key} ratio chain']):.2f}")
+    print(f"ratio engine/bare fan-out throughput: {statistics.median(results[f'{key} ratio fan-out']):.2f}")
 
 
 if __name__ == "__main__":

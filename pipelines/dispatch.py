@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: Message options the engine reads (see pipelines.tracking).
 RUN_OPTION, TOKEN_OPTION, JOB_OPTION = "conveyor_run", "conveyor_token", "conveyor_job"
-ITEMS_OPTION, FIRST_STEP_OPTION = "conveyor_items", "conveyor_first"
+ITEMS_OPTION, FIRST_STEP_OPTION, PIPELINE_OPTION = "conveyor_items", "conveyor_first", "conveyor_pipeline"
 
 #: Notice kinds, least to most significant; one notice per job and transaction carries the most significant.
 _NOTICE_RANK = {"progress": 0, "stage": 1, "status": 2}
@@ -44,6 +44,7 @@ class Dispatch:
     time_limit: float  #: s
     items_total: int | None = None  #: the size of the fan-out this item belongs to
     first_step: bool = False  #: its claim also marks the job as started
+    pipeline: str = ""  #: the job's pipeline: the worker plans the stage's end from its definition
 
 
 @dataclass
@@ -77,14 +78,14 @@ def queued_state(actor_name: str, delay: float | None = None) -> dict[str, Any]:
 
 
 def queue_run(run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
-              items_total: int | None = None) -> None:
+              items_total: int | None = None, pipeline: str = "") -> None:
     """Mark the loaded ``run`` queued under a fresh token and put its message in the outbox."""
     assert run.actor is not None
     for column, value in queued_state(run.actor, delay).items():
         setattr(run, column, value)
     outbox.dispatches.append(
         Dispatch(run.actor, run.input, run.job_id, run.id, run.dispatch_token or "", delay, policy.time_limit,
-                 items_total, run.step == 0)
+                 items_total, run.step == 0, pipeline)
     )
 
 
@@ -101,30 +102,51 @@ def send(outbox: Outbox) -> None:
         if outbox.notices:
             events.publish_many(outbox.notices)
         return
+    # One round trip: every message (Dramatiq's enqueue script), its doorbell ring and every notice.
     pipe = broker.client.pipeline(transaction=False)
-    with broker.doorbells_into(pipe):
-        _enqueue_all(broker, outbox)
+    sent = []
+    for message, delay in _messages(broker, outbox):
+        at = len(pipe)
+        sent.append((at, broker.enqueue_into(pipe, message, delay=delay), delay))
     events.add_publishes(pipe, outbox.notices)
+    failed = ConnectionError("not sent")
     try:
-        pipe.execute()
-    except Exception:  # a lost ring costs an idle consumer its poll interval; a lost notice, a live view's lag
-        logger.warning("Could not ring doorbells or publish %d job notice(s)", len(outbox.notices))
+        replies = pipe.execute(raise_on_error=False)
+    except Exception:  # the connection failed: send each on its own (the reconciler covers what still fails)
+        logger.warning("Could not send %d message(s) and %d notice(s) together; sending each alone",
+                       len(sent), len(outbox.notices))
+        replies = [failed] * len(pipe)
+    for at, message, delay in sent:
+        if isinstance(replies[at], Exception):
+            try:
+                broker.enqueue(message, delay=delay)
+            except Exception:
+                logger.exception("Could not enqueue %s; a stage run's message is sent again by the reconciler",
+                                 message.actor_name)
+        else:
+            broker.emit_after("enqueue", message, delay)
 
 
-def _enqueue_all(broker: dramatiq.Broker, outbox: Outbox) -> None:
+def _messages(broker: dramatiq.Broker, outbox: Outbox) -> list[tuple[dramatiq.Message, int | None]]:
+    """The outbox's messages with their delays (ms): stage runs first, then the others."""
+    messages: list[tuple[dramatiq.Message, int | None]] = []
     for d in outbox.dispatches:
         actor = broker.get_actor(d.actor_name)
         options: dict[str, Any] = {
             "time_limit": int(d.time_limit * 1000), "message_key": d.token, RUN_OPTION: d.run_id,
             TOKEN_OPTION: d.token, JOB_OPTION: d.job_id, ITEMS_OPTION: d.items_total, FIRST_STEP_OPTION: d.first_step,
+            PIPELINE_OPTION: d.pipeline,
         }
-        message = actor.message_with_options(args=(d.payload,), **options)
+        messages.append((actor.message_with_options(args=(d.payload,), **options),
+                         int(d.delay * 1000) if d.delay else None))
+    messages.extend((plain, None) for plain in outbox.messages)
+    return messages
+
+
+def _enqueue_all(broker: dramatiq.Broker, outbox: Outbox) -> None:
+    for message, delay in _messages(broker, outbox):
         try:
-            broker.enqueue(message, delay=int(d.delay * 1000) if d.delay else None)
+            broker.enqueue(message, delay=delay)
         except Exception:
-            logger.exception("Could not enqueue stage run %s; the reconciler will send it again", d.run_id)
-    for plain in outbox.messages:
-        try:
-            broker.enqueue(plain)
-        except Exception:
-            logger.exception("Could not enqueue %s", plain.actor_name)
+            logger.exception("Could not enqueue %s; a stage run's message is sent again by the reconciler",
+                             message.actor_name)

@@ -132,7 +132,7 @@ def _queued_row(job: JobRow, index: int, item: int, name: str, actor: str, paylo
 
     def dispatch(run_id: int) -> None:
         outbox.dispatches.append(Dispatch(actor, payload, job.id, run_id, state["dispatch_token"], None,
-                                          policy.time_limit, items_total, index == 0))
+                                          policy.time_limit, items_total, index == 0, job.pipeline))
     return row, dispatch
 
 
@@ -185,7 +185,7 @@ def requeue_run(job: JobRow, run: StageRun, policy: RetryPolicy, outbox: Outbox,
                 ) -> None:
     """Queue a loaded run again (a retry, a wait, a rescue), telling a fan-out item its fan-out's size."""
     total = (job.stages or [])[run.step].get("items") if run.item != STEP_ROW else None
-    queue_run(run, policy, outbox, delay=delay, items_total=(total or {}).get("total"))
+    queue_run(run, policy, outbox, delay=delay, items_total=(total or {}).get("total"), pipeline=job.pipeline)
 
 
 def _queue_waiting_items(session: Session, job: JobRow, step: Step, index: int, outbox: Outbox) -> None:

@@ -45,6 +45,15 @@ def step_fraction(session: Session, job: JobRow, pipeline: Pipeline, index: int)
     return float(value or 0.0)
 
 
+def cached_durations(pipeline: str) -> dict[int, float] | None:
+    """The cached past step durations of ``pipeline``, or None when stale or never read."""
+    with _history_lock:
+        cached = _history.get(pipeline)
+    if cached and time.monotonic() - cached[0] < HISTORY_TTL:
+        return cached[1]
+    return None
+
+
 def past_durations(session: Session, pipeline: str) -> dict[int, float]:
     """Mean seconds each step of ``pipeline`` took in recent completed runs (cached)."""
     now = time.monotonic()

@@ -22,6 +22,25 @@ def alembic_config(database_url: str | None = None) -> Config:
 def upgrade(database_url: str | None = None, revision: str = "head") -> None:
     """Bring the database to ``revision`` (default: the newest)."""
     command.upgrade(alembic_config(database_url), revision)
+    analyze(database_url or settings().database_url)
+
+
+def analyze(database_url: str) -> None:
+    """Give PostgreSQL's planner statistics: plans made on never-analyzed tables may pick a status
+    index over the primary key for the engine's by-id updates (five times slower per claim)."""
+    from sqlalchemy import create_engine, text
+
+    from conveyor.config import normalize_database_url
+
+    database_url = normalize_database_url(database_url)
+    if not database_url.startswith("postgresql"):
+        return
+    engine = create_engine(database_url)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE jobs, stage_runs, job_events"))
+    finally:
+        engine.dispose()
 
 
 def downgrade(database_url: str | None = None, revision: str = "base") -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,28 +20,32 @@ from typing import Any
 import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from actors.context import StageContext, set_stage_context
+from actors.doorbell import DoorbellRedisBroker
 from actors.errors import JobCanceled, PollLater, classify
 from actors.stage import StageFailure
 from conveyor.config import settings
 from conveyor.logs import bind_stage, clear_stage
-from pipelines import engine, progress
+from pipelines import engine, pgstore, progress
 from pipelines.db import autocommit, transaction
 from pipelines.dispatch import (
     FIRST_STEP_OPTION,
     ITEMS_OPTION,
     JOB_OPTION,
+    PIPELINE_OPTION,
     RUN_OPTION,
     TOKEN_OPTION,
     Outbox,
     send,
 )
 from pipelines.groupcommit import GroupCommit
+from pipelines.handoff import StageEnd
 from pipelines.jobrow import lock_job
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
+from pipelines.writer import EndWriter
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class ActiveRun:
     run_id: int
     token: str
     started_at: Any = None
+    step: int = 0
+    item: int = -1
 
 
 class RunReporter:
@@ -110,22 +117,26 @@ class RunReporter:
 class LeaseKeeper(threading.Thread):
     """Renews the leases of the stages running in this process, in one statement per beat."""
 
-    def __init__(self, runs: dict[str, ActiveRun], lease_seconds: float) -> None:
+    def __init__(self, held: Callable[[], list[int]], lease_seconds: float) -> None:
         super().__init__(name="conveyor-lease-keeper", daemon=True)
-        self.runs = runs
+        self.held = held
         self.lease_seconds = lease_seconds
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.lease_seconds / 3):
-            ids = [r.run_id for r in list(self.runs.values())]
+            ids = self.held()
             if not ids:
                 continue
             try:
                 with transaction() as session:
+                    # Rows locked right now are being ended (or reported on): skip them rather than wait,
+                    # since waiting on them in another order than the writer's would deadlock.
+                    held = (select(StageRun.id)
+                            .where(StageRun.id.in_(ids), StageRun.status == RunStatus.PROCESSING.value)
+                            .with_for_update(skip_locked=True))
                     session.execute(
-                        update(StageRun)
-                        .where(StageRun.id.in_(ids), StageRun.status == RunStatus.PROCESSING.value)
+                        update(StageRun).where(StageRun.id.in_(held))
                         .values(lease_until=utcnow() + timedelta(seconds=self.lease_seconds))
                     )
             except Exception:
@@ -133,51 +144,121 @@ class LeaseKeeper(threading.Thread):
 
 
 class StageTracking(Middleware):
-    """Claims, tracks and finishes stage runs. Importing :mod:`pipelines` installs it."""
+    """Claims, tracks and finishes stage runs. Importing :mod:`pipelines` installs it.
+
+    On PostgreSQL the hot path is batched: the runs of the messages a consumer fetches are claimed
+    together at fetch (:meth:`claim_fetched`), and a stage's end goes to the process's
+    :class:`~pipelines.writer.EndWriter` while the thread moves on. Elsewhere (SQLite) each message
+    claims its run and each end is recorded before its message is acknowledged.
+    """
 
     def __init__(self, *, lease_seconds: float | None = None, reconcile: bool = True) -> None:
         self.lease_seconds = lease_seconds or settings().lease_seconds
         self.reconcile = reconcile
         self.active: dict[str, ActiveRun] = {}
         self.ends = GroupCommit()
-        self._threads: list[Any] = []
+        self.writer: EndWriter | None = None
+        #: message id -> (run id, token, claimed row or None if stale): runs claimed at fetch, not yet started
+        self.prefetched: dict[str, tuple[int, str, tuple | None]] = {}
+        self._keeper: LeaseKeeper | None = None
+        self._reconciler: Any = None
         self.stopping = False
+
+    def held_run_ids(self) -> list[int]:
+        """Runs whose leases this process keeps: running, ended but not yet written, claimed at fetch."""
+        ids = [r.run_id for r in list(self.active.values())]
+        ids += [run_id for run_id, _, row in list(self.prefetched.values()) if row is not None]
+        if self.writer is not None:
+            ids += self.writer.pending_run_ids()
+        return ids
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopping = False
-        keeper = LeaseKeeper(self.active, self.lease_seconds)
-        keeper.start()
-        self._threads.append(keeper)
+        if pgstore.enabled():
+            self.writer = EndWriter()
+            self.writer.start()
+            if isinstance(broker, DoorbellRedisBroker):
+                broker.on_fetch, broker.on_requeue = self.claim_fetched, self.release_fetched
+        self._keeper = LeaseKeeper(self.held_run_ids, self.lease_seconds)
+        self._keeper.start()
         if self.reconcile:
             from pipelines.reconciler import ReconcilerThread
 
-            reconciler = ReconcilerThread(settings().reconcile_interval_seconds)
-            reconciler.start()
-            self._threads.append(reconciler)
+            self._reconciler = ReconcilerThread(settings().reconcile_interval_seconds)
+            self._reconciler.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self.stopping = True
-        for thread in self._threads:
-            thread.stopped.set()
-        self._threads.clear()
+        if self._reconciler is not None:
+            self._reconciler.stopped.set()
+            self._reconciler = None
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Every worker thread has let go: write the ends still waiting, then stop keeping leases.
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+        if isinstance(broker, DoorbellRedisBroker) and broker.on_fetch == self.claim_fetched:
+            broker.on_fetch = broker.on_requeue = None
+        if self._keeper is not None:
+            self._keeper.stopped.set()
+            self._keeper = None
+
+    def claim_fetched(self, messages: list[dramatiq.Message]) -> None:
+        """Claim the runs of the stage messages one fetch brought, in one statement (consumer thread)."""
+        stage_messages = [m for m in messages if m.options.get(RUN_OPTION) is not None]
+        if not stage_messages:
+            return
+        claims = [{"job": m.options[JOB_OPTION], "run": m.options[RUN_OPTION], "token": m.options[TOKEN_OPTION],
+                   "first": bool(m.options.get(FIRST_STEP_OPTION))} for m in stage_messages]
+        try:
+            rows = pgstore.claim_many(claims, self.lease_seconds)
+        except Exception:  # each message then claims its run when it starts
+            logger.warning("Could not claim %d fetched stage message(s) together", len(claims), exc_info=True)
+            return
+        for m in stage_messages:
+            run_id = m.options[RUN_OPTION]
+            held = self.prefetched.get(m.message_id)
+            if held is None or held[2] is None:  # a redelivered copy must not undo its twin's claim
+                self.prefetched[m.message_id] = (run_id, m.options[TOKEN_OPTION], rows.get(run_id))
+
+    def release_fetched(self, messages: list[dramatiq.Message]) -> None:
+        """Hand back the claims of fetched messages that go back to the broker unstarted."""
+        runs = []
+        for m in messages:
+            fetched = self.prefetched.pop(m.message_id, None)
+            if fetched is not None and fetched[2] is not None:
+                runs.append((fetched[0], fetched[1]))
+        if runs:
+            try:
+                pgstore.release(runs)
+            except Exception:  # their leases lapse and the reconciler queues them again
+                logger.warning("Could not release %d claimed stage run(s)", len(runs), exc_info=True)
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         run_id = message.options.get(RUN_OPTION)
         if run_id is None:
             return
+        fetched = self.prefetched.pop(message.message_id, None)
         if self.stopping:
             # A stage started now would get no shutdown notification and hold this process until
             # the shutdown timeout. Leave its run queued: the reconciler re-sends the message.
+            if fetched is not None and fetched[2] is not None:
+                self.prefetched[message.message_id] = fetched
+                self.release_fetched([message.message])
             logger.info("Worker shutting down: leaving stage message %s to another worker", message.message_id)
             raise SkipMessage("the worker is shutting down")
         active = ActiveRun(message.options[JOB_OPTION], run_id, message.options[TOKEN_OPTION])
-        with autocommit() as connection:
-            run = engine.claim(connection, active.job_id, run_id, active.token, self.lease_seconds,
-                               first_step=bool(message.options.get(FIRST_STEP_OPTION)))
+        if fetched is not None:
+            run = engine.ClaimedRun(*fetched[2]) if fetched[2] is not None else None
+        else:
+            with autocommit() as connection:
+                run = engine.claim(connection, active.job_id, run_id, active.token, self.lease_seconds,
+                                   first_step=bool(message.options.get(FIRST_STEP_OPTION)))
         if run is None:
             logger.debug("Skipping stale, duplicated or canceled stage message %s", message.message_id)
             raise SkipMessage("stale, duplicated or canceled stage message")
-        active.started_at = run.started_at
+        active.started_at, active.step, active.item = run.started_at, run.step, run.item
         ctx = StageContext(
             job_id=active.job_id, stage=run.name, item=None if run.item < 0 else run.item,
             items_total=message.options.get(ITEMS_OPTION), attempt=run.attempts, checkpoint=run.checkpoint,
@@ -198,6 +279,11 @@ class StageTracking(Middleware):
         clear_stage()
         if isinstance(result, StageFailure):
             exception, result = result.exception, None
+        if exception is None and self.writer is not None:
+            self.writer.submit(StageEnd(
+                active.job_id, active.run_id, active.token, message.options.get(PIPELINE_OPTION) or "",
+                active.step, active.item, result, active.started_at, message.options.get(ITEMS_OPTION)))
+            return
         try:
             outbox = self._record_end(active, result, exception)
         except Exception:

@@ -40,7 +40,7 @@ def delivery_id(job: JobRow) -> str:
     return f"msg_{job.id}_{job.attempt}_{job.status}"
 
 
-@on_job_finished
+@on_job_finished(only_with_webhook_url=True)
 def queue_delivery(session: Session, job: JobRow, outbox: Outbox) -> None:
     """Mark the finished job unseen, and queue its webhook if it asked for one."""
     job.notified_at = None  # a retried job that finishes again is news again
