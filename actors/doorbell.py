@@ -162,25 +162,31 @@ class _DoorbellConsumer(_RedisConsumer):
     def __next__(self):
         if self.broker.draining.is_set():
             return self._idle_while_draining()
-        if self.decoded:
-            message = self.decoded.pop(0)
-            self.misses = 0
-            self.queued_message_ids.add(message.message_id)
-            return MessageProxy(message)
+        if not self.decoded:
+            self._fetch()
+        if not self.decoded:
+            return None
+        message = self.decoded.pop(0)
+        self.misses = 0
+        self.queued_message_ids.add(message.message_id)
+        return MessageProxy(message)
+
+    def _fetch(self) -> None:
+        """Fetch what there is room for into ``decoded`` (its stage runs claimed), or wait for the doorbell."""
         # Whether this call may fetch: decided before it, because worker threads acknowledge (and so
         # free prefetch slots) concurrently. A consumer that was full must look again, not wait on a
         # doorbell that nobody may ring.
         room = self.prefetch - self.outstanding_message_count
         if room <= 0:
             time.sleep(BUSY_SLEEP)
-            return None
+            return
         try:
             fetched = self.broker.do_fetch(self.queue_name, room)
         except redis.ConnectionError as error:
             raise ConnectionClosed(error) from None
         if not fetched:
             self.broker.wait_for_doorbell(self.queue_name, self.idle_timeout)
-            return None
+            return
         for data in fetched:
             if data is None:
                 continue
@@ -195,7 +201,6 @@ class _DoorbellConsumer(_RedisConsumer):
                     raise ConnectionClosed(error) from None
         if self.decoded and self.broker.on_fetch is not None and not self.is_delay_queue:
             self.broker.on_fetch(list(self.decoded))
-        return None
 
     def requeue(self, messages) -> None:
         messages = list(messages)
