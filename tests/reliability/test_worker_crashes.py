@@ -136,10 +136,12 @@ def test_a_worker_killed_with_fetched_but_unstarted_messages_loses_none_of_them(
     job = start_job(pipeline="rel_fanout", input={"items": 4, "sleep": 2})["id"]
 
     def next_item_held() -> bool:
+        # Runs are claimed when their messages are fetched: the running item and the held one are both
+        # 'processing', and both messages are in A's set of fetched, unacknowledged messages.
         runs = [r for r in stage_runs(job) if r.name == "items" and r.item >= 0]
-        held = [r for r in runs if r.status == "queued" and r.dispatch_token and any(
+        held = [r for r in runs if r.status == "processing" and r.dispatch_token and any(
             client.sismember(key, r.dispatch_token) for key in client.keys("dramatiq:__acks__.*.default"))]
-        return any(r.status == "processing" for r in runs) and bool(held)
+        return len(held) >= 2
 
     wait_until(next_item_held, timeout=30, what="worker A to hold an item it has not started")
     second = start_worker("b")
