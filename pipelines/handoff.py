@@ -84,7 +84,8 @@ def plan_end(end: StageEnd, durations: dict[int, float] | None = None) -> dict[s
     step = pipeline.steps[end.step]
     total = pipeline.total_weight
     plan: dict[str, Any] = {
-        "job": end.job_id, "run": end.run_id, "token": end.token, "output": end.output,
+        "job": end.job_id, "run": end.run_id, "token": end.token, "step": end.step, "item": end.item,
+        "output": end.output,
         "self": {"p_before": pipeline.weight_before(end.step) / total, "p_weight": step.weight / total,
                  "cap": step.concurrency, "queue": step.actors[0].queue_name,
                  "join": "object" if step.kind == "parallel" else "list",

@@ -21,19 +21,24 @@ depends_on = None
 ETA = r"""
 CREATE OR REPLACE FUNCTION conveyor_eta(p_progress float8, p_started timestamp, p_now timestamp,
                                         p_history jsonb, p_fraction float8) RETURNS float8
-LANGUAGE sql IMMUTABLE AS $$
-  SELECT CASE
-    WHEN h IS NOT NULL AND r IS NOT NULL THEN (1 - p_progress / 100.0) * h + (p_progress / 100.0) * r
-    ELSE coalesce(r, h) END
-  FROM (SELECT
-          CASE WHEN p_history IS NULL OR jsonb_typeof(p_history) = 'null' THEN NULL
-               ELSE (1 - p_fraction) * (p_history->>'self')::float8 + (p_history->>'after')::float8 END AS h,
-          CASE WHEN p_started IS NOT NULL AND p_progress >= 1.0
-               THEN extract(epoch FROM p_now - p_started) * (100.0 - p_progress) / p_progress END AS r) AS t
-$$;
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE h float8; r float8;
+BEGIN
+  IF p_history IS NOT NULL AND jsonb_typeof(p_history) <> 'null' THEN
+    h := (1 - p_fraction) * (p_history->>'self')::float8 + (p_history->>'after')::float8;
+  END IF;
+  IF p_started IS NOT NULL AND p_progress >= 1.0 THEN
+    r := extract(epoch FROM p_now - p_started) * (100.0 - p_progress) / p_progress;
+  END IF;
+  IF h IS NOT NULL AND r IS NOT NULL THEN
+    RETURN (1 - p_progress / 100.0) * h + (p_progress / 100.0) * r;
+  END IF;
+  RETURN coalesce(r, h);
+END $$;
 """
 
-# One stage's end. ``e``: {"job", "run", "token", "output", "self": {...}, "next": {...} | null}.
+# One stage's end. ``e``: {"job", "run", "token", "step", "item", "output", "self": {...}, "next": {...} | null}
+#   (step and item as the run's claim returned them).
 #   self: the ended run's step: "p_before"/"p_weight" (shares of the total weight), "cap", "queue",
 #         "join" ("list" | "object"), "history" (ETA: {"self", "after"} seconds or null)
 #   next: the step after it (null: the job ends): "kind", "name", "step_text", "progress", "cap",
@@ -54,7 +59,7 @@ DECLARE
   v_next jsonb := e->'next';
   v_finish boolean := e->'next' IS NULL OR jsonb_typeof(e->'next') = 'null';
   v_status text; v_stages jsonb; v_progress float8; v_started timestamp; v_webhook text;
-  r_step int; r_item int; r_attempts int; r_started timestamp;
+  r_step int; r_item int; r_attempts int;
   v_input json; v_total int; v_ended int; v_last boolean; v_inflight int; v_cap int;
   v_nstep int; v_count int; v_token text; v_id bigint; v_p float8; v_fraction float8; w record;
 BEGIN
@@ -63,16 +68,14 @@ BEGIN
     INTO v_status, v_stages, v_progress, v_started, v_webhook
     FROM jobs j WHERE j.id = v_job FOR UPDATE;
   IF NOT FOUND THEN outcome := 'stale'; RETURN; END IF;
-  SELECT r.step, r.item, r.attempts, r.started_at INTO r_step, r_item, r_attempts, r_started
-    FROM stage_runs r
-   WHERE r.id = v_run AND (r.status || '') = 'processing' AND r.dispatch_token = e->>'token' FOR UPDATE;
-  IF NOT FOUND THEN outcome := 'stale'; RETURN; END IF;
+  r_step := (e->>'step')::int;
+  r_item := (e->>'item')::int;
   IF v_status <> 'processing' THEN  -- canceled or failed meanwhile: the output is discarded
     UPDATE stage_runs SET status = 'canceled', output = NULL, progress = 1.0, finished_at = v_now,
            lease_until = NULL, error = NULL, updated_at = v_now,
-           duration = extract(epoch FROM v_now - r_started)
-     WHERE id = v_run;
-    outcome := 'canceled'; RETURN;
+           duration = extract(epoch FROM v_now - started_at)
+     WHERE id = v_run AND (status || '') = 'processing' AND dispatch_token = e->>'token';
+    outcome := CASE WHEN FOUND THEN 'canceled' ELSE 'stale' END; RETURN;
   END IF;
 
   v_last := true;
@@ -108,8 +111,10 @@ BEGIN
   END IF;
 
   UPDATE stage_runs SET status = 'completed', output = (e->'output')::json, progress = 1.0, finished_at = v_now,
-         lease_until = NULL, error = NULL, updated_at = v_now, duration = extract(epoch FROM v_now - r_started)
-   WHERE id = v_run;
+         lease_until = NULL, error = NULL, updated_at = v_now, duration = extract(epoch FROM v_now - started_at)
+   WHERE id = v_run AND (status || '') = 'processing' AND dispatch_token = e->>'token'
+  RETURNING attempts INTO r_attempts;
+  IF NOT FOUND THEN outcome := 'stale'; RETURN; END IF;  -- not this message's run (nothing written yet)
 
   IF r_item >= 0 THEN
     v_stages := jsonb_set(v_stages, ARRAY[r_step::text, 'items', 'completed'],
