@@ -91,10 +91,10 @@ class DoorbellRedisBroker(RedisBroker):
         return message
 
     def enqueue_into(self, pipe: redis.client.Pipeline, message: Message, *, delay: int | None = None) -> Message:
-        """As :meth:`enqueue`, but the enqueue and its doorbell ring are added to ``pipe``, which the caller
-        executes: many messages then cost one round trip. The enqueue's reply is at index ``len(pipe)`` as it
-        was before this call; if it is an error (``NOSCRIPT`` after a Redis restart), send the message again
-        with :meth:`enqueue`.
+        """As :meth:`enqueue`, but the enqueue is added to ``pipe``, which the caller executes after adding
+        the doorbell rings (:meth:`ring_into`): many messages then cost one round trip. The enqueue's reply
+        is at index ``len(pipe)`` as it was before this call; if it is an error (``NOSCRIPT`` after a Redis
+        restart), send the message again with :meth:`enqueue`.
         """
         queue_name = message.queue_name
         message = message.copy(options={"redis_message_id": message.options.get("message_key") or str(uuid4())})
@@ -108,10 +108,15 @@ class DoorbellRedisBroker(RedisBroker):
                      self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
                      self._should_do_maintenance("enqueue"), self._max_unpack_size(),
                      message.options["redis_message_id"], message.encode())
-        key = self.doorbell_key(queue_name)
-        pipe.lpush(key, 1)
-        pipe.ltrim(key, 0, DOORBELL_DEPTH - 1)
         return message
+
+    def ring_into(self, pipe: redis.client.Pipeline, queue_names: set[str]) -> None:
+        """Ring each queue's doorbell once: one consumer woken per batch fetches up to its prefetch, and
+        wakes no others for messages it has already taken."""
+        for queue_name in sorted(queue_names):
+            key = self.doorbell_key(queue_name)
+            pipe.lpush(key, 1)
+            pipe.ltrim(key, 0, DOORBELL_DEPTH - 1)
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> _DoorbellConsumer:
         return _DoorbellConsumer(self, queue_name, prefetch, timeout)

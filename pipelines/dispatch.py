@@ -93,8 +93,8 @@ def send(outbox: Outbox) -> None:
     """Enqueue the outbox's messages and publish its notices. Call after the commit.
 
     A failure to enqueue is logged, not raised: the run stays queued in the database and
-    the reconciler sends it again. On the doorbell broker, the doorbell rings and the notices
-    travel together in one round trip after the enqueues.
+    the reconciler sends it again. On the doorbell broker the messages, one ring of each queue's
+    doorbell and the notices travel together in one round trip.
     """
     broker = dramatiq.get_broker()
     if not isinstance(broker, DoorbellRedisBroker):
@@ -108,6 +108,7 @@ def send(outbox: Outbox) -> None:
     for message, delay in _messages(broker, outbox):
         at = len(pipe)
         sent.append((at, broker.enqueue_into(pipe, message, delay=delay), delay))
+    broker.ring_into(pipe, {message.queue_name for _, message, _ in sent})
     events.add_publishes(pipe, outbox.notices)
     failed = ConnectionError("not sent")
     try:

@@ -1,0 +1,143 @@
+"""The hot path's round trips, counted at the protocol level on real PostgreSQL and Redis.
+
+A regression that adds a statement or a Redis call per hand-off fails here deterministically,
+where a timing would only drift. PostgreSQL round trips are read from libpq's trace of the engine's
+own connections (one ``ReadyForQuery`` per round trip); Redis ones by counting what redis-py sends.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dramatiq
+import pytest
+import redis
+from psycopg import pq
+from sqlalchemy import select
+
+from pipelines import pgstore, progress
+from pipelines.db import transaction
+from pipelines.handoff import StageEnd
+from pipelines.jobs import get_job, start_job
+from pipelines.models import StageRun
+from pipelines.writer import EndWriter
+from tests.support import wait_for_job
+
+N = 20  #: ends in the batch
+
+
+@contextmanager
+def traced(durable: bool) -> Iterator[list[str]]:
+    """libpq's trace of this thread's engine connection while the block runs (lines appended after)."""
+    conn = pgstore.connection(durable=durable)
+    lines: list[str] = []
+    with tempfile.TemporaryFile(mode="w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            yield lines
+        finally:
+            conn.pgconn.untrace()
+            trace.seek(0)
+            lines.extend(trace.read().splitlines())
+
+
+def round_trips(lines: list[str]) -> int:
+    return sum(1 for line in lines if line.startswith("B") and "ReadyForQuery" in line)
+
+
+def first_runs(job_ids: list[str]) -> list[StageRun]:
+    with transaction() as session:
+        runs = session.scalars(select(StageRun).where(StageRun.job_id.in_(job_ids), StageRun.step == 0))
+        return sorted(runs, key=lambda r: job_ids.index(r.job_id))
+
+
+def claim(runs: list[StageRun]) -> dict[int, tuple]:
+    return pgstore.claim_many([{"job": r.job_id, "run": r.id, "token": r.dispatch_token, "first": True}
+                               for r in runs], 10.0)
+
+
+@contextmanager
+def redis_sends() -> Iterator[Counter[str]]:
+    """Counts, per thread name, the packets redis-py sends (a pipeline is one)."""
+    counts: Counter[str] = Counter()
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        counts[threading.current_thread().name] += 1
+        return original(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counting
+    try:
+        yield counts
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = original
+
+
+def test_a_batch_of_ends_is_one_sql_round_trip_and_one_commit_and_one_redis_round_trip():
+    # Given N chains whose first stages were claimed, and a writer whose connection is warm
+    jobs = [start_job(pipeline="noop_chain", input={})["id"] for _ in range(N + 1)]
+    runs = first_runs(jobs)
+    claimed = claim(runs)
+    writer = EndWriter()
+    with transaction() as session:
+        progress.past_durations(session, "noop_chain")  # the ETA's history, read once a minute
+
+    def end_of(run: StageRun) -> StageEnd:
+        step, item, _, _, _, started = claimed[run.id]
+        return StageEnd(run.job_id, run.id, run.dispatch_token or "", "noop_chain", step, item, {}, started)
+
+    writer.write([end_of(runs[0])])  # prepares the statement
+    # When the other N ends are written together
+    with traced(durable=True) as lines, redis_sends() as sends:
+        writer.write([end_of(run) for run in runs[1:]])
+    # Then the database saw one round trip, one statement in autocommit: one transaction, one commit
+    assert round_trips(lines) == 1
+    assert sum(1 for line in lines if line.startswith("F") and "Execute" in line) == 1
+    assert not any("BEGIN" in line or "COMMIT" in line for line in lines)
+    # And every next message, doorbell and notice went to Redis in one round trip
+    assert sum(sends.values()) == 1
+    # And every job moved on: its second stage is queued
+    for job_id in jobs:
+        assert get_job(job_id)["stages"][1]["status"] == "processing"
+
+
+def test_the_runs_of_a_fetch_are_claimed_by_one_statement():
+    jobs = [start_job(pipeline="noop_chain", input={})["id"] for _ in range(N + 1)]
+    runs = first_runs(jobs)
+    claim(runs[:1])  # prepares the statement
+    with traced(durable=False) as lines:
+        claimed = claim(runs[1:])
+    assert round_trips(lines) == 1
+    assert sorted(claimed) == sorted(r.id for r in runs[1:])
+    # A second claim of the same messages (a redelivery) takes nothing
+    assert claim(runs[1:]) == {}
+
+
+def run_chains(count: int) -> tuple[int, Counter[str]]:
+    """Queue ``count`` chains, then let a new worker of this process run them all."""
+    jobs = [start_job(pipeline="noop_chain", input={})["id"] for _ in range(count)]
+    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=8)
+    try:
+        with redis_sends() as sends:
+            worker.start()
+            for job_id in jobs:
+                assert wait_for_job(job_id, timeout=60)["status"] == "completed"
+    finally:
+        worker.stop()
+    return 4 * count, sends
+
+
+@pytest.mark.slow
+def test_a_busy_worker_spends_at_most_two_redis_round_trips_per_hand_off():
+    # Given a warm connection pool (a new connection's handshake costs a few commands once)
+    run_chains(40)
+    # When a worker runs 40 queued chains
+    hand_offs, sends = run_chains(40)
+    # Then its Redis round trips (fetches, acks, sends, doorbell waits) stay within 2 per hand-off
+    worker_sends = sum(count for name, count in sends.items() if name != "MainThread")
+    assert worker_sends <= 2 * hand_offs, (worker_sends, hand_offs, sorted(sends.items()))
