@@ -218,3 +218,31 @@ class SkippedStageMessages(Middleware):
 
 if not any(isinstance(m, SkippedStageMessages) for m in broker.middleware):
     broker.add_middleware(SkippedStageMessages())
+
+
+# --- the writer held back -------------------------------------------------------------------------------
+
+#: A file path: while that file exists, this process's end writer holds every batch before writing it,
+#: so a test can act (kill the worker, restart the database) while ends wait, already acknowledged.
+WRITER_GATE_ENV = "CONVEYOR_TEST_WRITER_GATE"
+
+
+def _hold_the_writer() -> None:
+    from pipelines import pgstore
+
+    gate = os.environ.get(WRITER_GATE_ENV)
+    if not gate or getattr(pgstore.apply_ends, "held", False):
+        return
+    write = pgstore.apply_ends
+
+    def held(plans: list[dict[str, Any]]) -> Any:
+        record("writer_waits", runs=[plan["run"] for plan in plans])
+        while Path(gate).exists():
+            time.sleep(0.05)
+        return write(plans)
+
+    held.held = True  # type: ignore[attr-defined]
+    pgstore.apply_ends = held  # type: ignore[assignment]
+
+
+_hold_the_writer()

@@ -141,3 +141,44 @@ def test_a_busy_worker_spends_at_most_two_redis_round_trips_per_hand_off():
     # Then its Redis round trips (fetches, acks, sends, doorbell waits) stay within 2 per hand-off
     worker_sends = sum(count for name, count in sends.items() if name != "MainThread")
     assert worker_sends <= 2 * hand_offs, (worker_sends, hand_offs, sorted(sends.items()))
+
+
+def test_a_full_writer_makes_the_worker_threads_wait_instead_of_growing(monkeypatch):
+    # Given a writer with room for two ends, held while it writes its first batch
+    jobs = [start_job(pipeline="noop_chain", input={})["id"] for _ in range(6)]
+    runs = first_runs(jobs)
+    claimed = claim(runs)
+    release = threading.Event()
+    write = pgstore.apply_ends
+
+    def held(plans):
+        release.wait(30)
+        return write(plans)
+
+    monkeypatch.setattr(pgstore, "apply_ends", held)
+    writer = EndWriter(capacity=2)
+    writer.start()
+    ends = [StageEnd(r.job_id, r.id, r.dispatch_token or "", "noop_chain", claimed[r.id][0], claimed[r.id][1], {},
+                     claimed[r.id][5]) for r in runs]
+    submitted: list[int] = []
+
+    def worker_thread() -> None:
+        for end in ends:
+            writer.submit(end)
+            submitted.append(end.run_id)
+
+    thread = threading.Thread(target=worker_thread)
+    thread.start()
+    # When the writer cannot keep up: one batch being written, two ends waiting
+    thread.join(1.0)
+    # Then the thread that finished stages waits for room instead of queueing more
+    assert thread.is_alive()
+    assert len(submitted) <= 4
+    assert writer.queue.qsize() <= 2
+    # And once the writer goes on, every end is written and the thread is free again
+    release.set()
+    thread.join(10)
+    assert not thread.is_alive() and len(submitted) == len(ends)
+    writer.stop()
+    for job_id in jobs:
+        assert get_job(job_id)["stages"][0]["status"] == "completed"
