@@ -20,9 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: (script, what it measures, time bound in s)
 BENCHMARKS = [
-    ("bench/engine.py", "The engine vs bare Dramatiq: 4-stage pipeline, 100-item fan-out, hand-off latency", 600),
+    ("bench/engine.py", "The engine vs bare Dramatiq and Celery: 4-stage chains, 100-item fan-outs, hand-off latency",
+     1200),
     ("bench/api_polling.py", "GET /api/jobs/{id} under 50 pollers vs a bare Flask endpoint; event streams held", 900),
     ("bench/audio_memory.py", "Worker peak memory preparing and splitting a 2-hour lecture", 900),
+    ("bench/chaos.py", "Chaos soak: 2,000 demo jobs through worker SIGKILLs, a Redis and a PostgreSQL restart", 900),
 ]
 
 
