@@ -439,3 +439,91 @@ def open_runs(session: Session, job_id: str) -> list[StageRun]:
     return list(session.scalars(
         select(StageRun).where(StageRun.job_id == job_id, StageRun.status.not_in(TERMINAL_RUN))
     ))
+
+
+# --- the job as a whole: cancel, resume, rescue --------------------------------------------------------
+
+
+def cancel(session: Session, job: JobRow) -> Outbox:
+    """Cancel the job: runs not started are canceled; a running stage finds out at its next progress
+    report or when it ends (its output is then discarded)."""
+    outbox = Outbox()
+    _cancel_open_runs(session, job)
+    job.step = "Canceled"
+    _finish_job(session, job, JobStatus.CANCELED, outbox)
+    return outbox
+
+
+def resume(session: Session, job: JobRow) -> Outbox:
+    """Reopen ``job`` at its first unfinished step; completed runs keep their outputs."""
+    pipeline = pipeline_of(job)
+    now = utcnow()
+    job.status, job.attempt, job.error, job.finished_at, job.updated_at = (
+        JobStatus.PROCESSING.value, job.attempt + 1, None, None, now)
+    step_rows = {
+        r.step: r for r in session.scalars(
+            select(StageRun).where(StageRun.job_id == job.id, StageRun.item == STEP_ROW).order_by(StageRun.step))
+    }
+    index = 0
+    while index < len(pipeline.steps) and step_rows.get(index) and step_rows[index].status == "completed":
+        index += 1
+    outbox = Outbox()
+    record_event(session, outbox, job, "status", status=job.status, attempt=job.attempt)
+    if index >= len(pipeline.steps):  # every step finished: only the ending was lost
+        outbox.extend(finish_step(session, job, pipeline, len(pipeline.steps) - 1,
+                                         step_rows[len(pipeline.steps) - 1].output))
+        return outbox
+    step = pipeline.steps[index]
+    row = step_rows.get(index)
+    if row is None:
+        previous = step_rows[index - 1].output if index else job.resolved_input
+        outbox.extend(start_step(session, job, pipeline, index, previous))
+        return outbox
+    update_summary(job, index, status="processing", error=None, finished_at=None)
+    job.step = step.name.replace("_", " ").capitalize()
+    if not step.has_items:
+        row.attempts, row.error, row.waited, row.finished_at = 0, None, 0.0, None
+        requeue_run(job, row, step.policy_for(0), outbox)
+        return outbox
+    row.status, row.finished_at = RunStatus.PROCESSING.value, None
+    items = list(session.scalars(
+        select(StageRun).where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item >= 0)
+        .order_by(StageRun.item)))
+    reopened = [r for r in items if r.status in (RunStatus.FAILED.value, RunStatus.CANCELED.value)]
+    for run in reopened:
+        run.status, run.attempts, run.error, run.waited, run.finished_at = RunStatus.WAITING.value, 0, None, 0.0, None
+    job.errors = [e for e in job.errors or [] if e.get("stage") != step.name]
+    completed = sum(1 for r in items if r.status == RunStatus.COMPLETED.value)
+    update_summary(job, index, items={"total": len(items), "completed": completed, "failed": 0})
+    cap = step.concurrency or len(items)
+    in_flight = sum(1 for r in items if r.status in (RunStatus.QUEUED.value, RunStatus.PROCESSING.value))
+    for run in items:
+        if run.status == RunStatus.WAITING.value and in_flight < cap:
+            requeue_run(job, run, step.policy_for(run.item), outbox)
+            in_flight += 1
+    if completed == len(items):
+        outbox.extend(_item_done(session, job, pipeline, step, index))
+    return outbox
+
+
+def rescue(session: Session, job: JobRow, run: StageRun, *, expired_lease: bool) -> Outbox | None:
+    """Queue again a run whose worker or message was lost (the reconciler's transition).
+
+    ``expired_lease``: the run was ``processing`` and its lease lapsed (its worker stopped); else it
+    was ``queued`` and its message is gone. None when the run is no longer in that state.
+    """
+    expected = RunStatus.PROCESSING.value if expired_lease else RunStatus.QUEUED.value
+    if run.status != expected or (expired_lease and run.lease_until and run.lease_until >= utcnow()):
+        return None
+    if job.status not in (JobStatus.PROCESSING.value, JobStatus.PENDING.value):
+        run.status = RunStatus.CANCELED.value
+        return None
+    pipeline = pipeline_of(job)
+    step = pipeline.steps[run.step]
+    policy = step.policy_for(max(run.item, 0))
+    if expired_lease and run.attempts > policy.retries:
+        info = ErrorInfo("worker_lost", "the worker running this stage stopped, too many times", False)
+        return _run_failed(session, job, pipeline, step, run, info)
+    outbox = Outbox()
+    requeue_run(job, run, policy, outbox)
+    return outbox

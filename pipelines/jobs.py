@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, undefer
 from pipelines import engine
 from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
-from pipelines.dispatch import Outbox, send
+from pipelines.dispatch import send
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
-from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, iso, utcnow
+from pipelines.models import Job, JobStatus, iso
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
 from pipelines.urls import url_errors, webhook_url_errors
@@ -245,14 +245,11 @@ def list_jobs(
 
 def cancel_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
     """Cancel a pending or processing job. Raises JobNotFound, JobConflict if already finished."""
-    outbox = Outbox()
     with transaction() as session:
         job = _owned_locked(session, job_id, user_id)
         if job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
             raise JobConflict(f"job is already {job.status}")
-        engine._cancel_open_runs(session, job)
-        job.step = "Canceled"
-        engine._finish_job(session, job, JobStatus.CANCELED, outbox)
+        outbox = engine.cancel(session, job)
         body = serialize(job)
     send(outbox)
     return body
@@ -268,59 +265,7 @@ def retry_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
         job = _owned_locked(session, job_id, user_id)
         if job.status not in (JobStatus.FAILED.value, JobStatus.CANCELED.value):
             raise JobConflict(f"only a failed or canceled job can be retried; this one is {job.status}")
-        outbox = resume(session, job)
+        outbox = engine.resume(session, job)
         body = serialize(job)
     send(outbox)
     return body
-
-
-def resume(session: Session, job: JobRow) -> Outbox:
-    """Reopen ``job`` at its first unfinished step; completed runs keep their outputs."""
-    pipeline = engine.pipeline_of(job)
-    now = utcnow()
-    job.status, job.attempt, job.error, job.finished_at, job.updated_at = (
-        JobStatus.PROCESSING.value, job.attempt + 1, None, None, now)
-    step_rows = {
-        r.step: r for r in session.scalars(
-            select(StageRun).where(StageRun.job_id == job.id, StageRun.item == STEP_ROW).order_by(StageRun.step))
-    }
-    index = 0
-    while index < len(pipeline.steps) and step_rows.get(index) and step_rows[index].status == "completed":
-        index += 1
-    outbox = Outbox()
-    engine.record_event(session, outbox, job, "status", status=job.status, attempt=job.attempt)
-    if index >= len(pipeline.steps):  # every step finished: only the ending was lost
-        outbox.extend(engine.finish_step(session, job, pipeline, len(pipeline.steps) - 1,
-                                         step_rows[len(pipeline.steps) - 1].output))
-        return outbox
-    step = pipeline.steps[index]
-    row = step_rows.get(index)
-    if row is None:
-        previous = step_rows[index - 1].output if index else job.resolved_input
-        outbox.extend(engine.start_step(session, job, pipeline, index, previous))
-        return outbox
-    engine.update_summary(job, index, status="processing", error=None, finished_at=None)
-    job.step = step.name.replace("_", " ").capitalize()
-    if not step.has_items:
-        row.attempts, row.error, row.waited, row.finished_at = 0, None, 0.0, None
-        engine.requeue_run(job, row, step.policy_for(0), outbox)
-        return outbox
-    row.status, row.finished_at = RunStatus.PROCESSING.value, None
-    items = list(session.scalars(
-        select(StageRun).where(StageRun.job_id == job.id, StageRun.step == index, StageRun.item >= 0)
-        .order_by(StageRun.item)))
-    reopened = [r for r in items if r.status in (RunStatus.FAILED.value, RunStatus.CANCELED.value)]
-    for run in reopened:
-        run.status, run.attempts, run.error, run.waited, run.finished_at = RunStatus.WAITING.value, 0, None, 0.0, None
-    job.errors = [e for e in job.errors or [] if e.get("stage") != step.name]
-    completed = sum(1 for r in items if r.status == RunStatus.COMPLETED.value)
-    engine.update_summary(job, index, items={"total": len(items), "completed": completed, "failed": 0})
-    cap = step.concurrency or len(items)
-    in_flight = sum(1 for r in items if r.status in (RunStatus.QUEUED.value, RunStatus.PROCESSING.value))
-    for run in items:
-        if run.status == RunStatus.WAITING.value and in_flight < cap:
-            engine.requeue_run(job, run, step.policy_for(run.item), outbox)
-            in_flight += 1
-    if completed == len(items):
-        outbox.extend(engine._item_done(session, job, pipeline, step, index))
-    return outbox

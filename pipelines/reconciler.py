@@ -18,12 +18,11 @@ from datetime import timedelta
 import dramatiq
 from sqlalchemy import select
 
-from actors.errors import ErrorInfo
 from pipelines import engine
 from pipelines.db import transaction
 from pipelines.dispatch import Outbox, send
 from pipelines.jobrow import lock_job
-from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
+from pipelines.models import RunStatus, StageRun, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -88,20 +87,10 @@ def _rescue(job_id: str, run_id: int, token: str | None, *, expired_lease: bool)
         run = session.get(StageRun, run_id, populate_existing=True)
         if job is None or run is None or run.dispatch_token != token:
             return False
-        expected = RunStatus.PROCESSING.value if expired_lease else RunStatus.QUEUED.value
-        if run.status != expected or (expired_lease and run.lease_until and run.lease_until >= utcnow()):
+        planned = engine.rescue(session, job, run, expired_lease=expired_lease)
+        if planned is None:
             return False
-        if job.status != JobStatus.PROCESSING.value and job.status != JobStatus.PENDING.value:
-            run.status = RunStatus.CANCELED.value
-            return False
-        pipeline = engine.pipeline_of(job)
-        step = pipeline.steps[run.step]
-        policy = step.policy_for(max(run.item, 0))
-        if expired_lease and run.attempts > policy.retries:
-            info = ErrorInfo("worker_lost", "the worker running this stage stopped, too many times", False)
-            outbox = engine._run_failed(session, job, pipeline, step, run, info)
-        else:
-            engine.requeue_run(job, run, policy, outbox)
+        outbox = planned
     send(outbox)
     return True
 
