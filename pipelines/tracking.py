@@ -29,7 +29,7 @@ from actors.errors import JobCanceled, PollLater, classify
 from actors.stage import StageFailure
 from conveyor.config import settings
 from conveyor.logs import bind_stage, clear_stage
-from pipelines import engine, pgstore, progress
+from pipelines import engine, pgstore, progress, sqlitestore
 from pipelines.db import autocommit, transaction
 from pipelines.dispatch import (
     FIRST_STEP_OPTION,
@@ -42,7 +42,7 @@ from pipelines.dispatch import (
     send,
 )
 from pipelines.groupcommit import GroupCommit
-from pipelines.handoff import StageEnd
+from pipelines.handoff import StageEnd, outbox_for, plan_end
 from pipelines.jobrow import lock_job
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 from pipelines.writer import EndWriter
@@ -74,6 +74,12 @@ class ActiveRun:
     started_at: Any = None
     step: int = 0
     item: int = -1
+    pipeline: str = ""
+    items_total: int | None = None
+
+    def end(self, output: Any) -> StageEnd:
+        return StageEnd(self.job_id, self.run_id, self.token, self.pipeline, self.step, self.item, output,
+                        self.started_at, self.items_total)
 
 
 class RunReporter:
@@ -248,7 +254,9 @@ class StageTracking(Middleware):
                 self.release_fetched([message.message])
             logger.info("Worker shutting down: leaving stage message %s to another worker", message.message_id)
             raise SkipMessage("the worker is shutting down")
-        active = ActiveRun(message.options[JOB_OPTION], run_id, message.options[TOKEN_OPTION])
+        active = ActiveRun(message.options[JOB_OPTION], run_id, message.options[TOKEN_OPTION],
+                           pipeline=message.options.get(PIPELINE_OPTION) or "",
+                           items_total=message.options.get(ITEMS_OPTION))
         if fetched is not None:
             run = engine.ClaimedRun(*fetched[2]) if fetched[2] is not None else None
         else:
@@ -280,9 +288,7 @@ class StageTracking(Middleware):
         if isinstance(result, StageFailure):
             exception, result = result.exception, None
         if exception is None and self.writer is not None:
-            self.writer.submit(StageEnd(
-                active.job_id, active.run_id, active.token, message.options.get(PIPELINE_OPTION) or "",
-                active.step, active.item, result, active.started_at, message.options.get(ITEMS_OPTION)))
+            self.writer.submit(active.end(result))
             return
         try:
             outbox = self._record_end(active, result, exception)
@@ -322,6 +328,12 @@ class StageTracking(Middleware):
     @staticmethod
     def _finish(session: Any, active: ActiveRun, result: Any, exception: BaseException | None) -> Outbox:
         if exception is None:
+            if session.get_bind().dialect.name == "sqlite":  # the end's plan, applied in this transaction
+                end = active.end(result)
+                plan = plan_end(end, progress.past_durations(session, end.pipeline) if end.pipeline else None)
+                applied = sqlitestore.apply_ends(session.connection(), [plan])[0] if plan else None
+                if applied is not None and applied.outcome != "slow":
+                    return outbox_for(end, applied)
             return engine.complete(session, active.job_id, active.run_id, active.token, result, active.started_at)
         if type(exception).__name__ == "Shutdown":
             return engine.requeue(session, active.job_id, active.run_id, active.token)
