@@ -23,6 +23,8 @@ BENCHMARKS = [
     ("bench/engine.py", "The engine vs bare Dramatiq: 4-stage pipeline, 100-item fan-out, hand-off latency", 600),
     ("bench/api_polling.py", "GET /api/jobs/{id} under 50 pollers vs a bare Flask endpoint; event streams held", 900),
     ("bench/audio_memory.py", "Worker peak memory preparing and splitting a 2-hour lecture", 900),
+    ("bench/install_sizes.py", "Install sizes: base, [local] and [dev] site-packages, raw and gzipped", 1800),
+    ("bench/first_install.py", "Fresh clone to printed notes (make demo), with uv and with pip", 1800),
 ]
 
 
