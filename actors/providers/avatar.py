@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia
-from actors.providers import LOCAL, module_installed, pick
+from actors.providers import LOCAL, missing_modules, pick
 from actors.providers.remote import answered, http_client, require_secret, saved_or_new, upload_file
 from actors.storage import is_ref, store_output
 from conveyor.config import settings
@@ -86,7 +86,7 @@ def find_face(image: Image.Image) -> tuple[int, int, int, int] | None:
 
     None too without OpenCV (an install without ``conveyor[local]``): D-ID avatars keep a centre crop.
     """
-    if not module_installed("cv2"):
+    if missing_modules("avatar", LOCAL):
         return None
     import cv2
 
