@@ -4,12 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo dev lint typecheck test test-unit test-integration test-reliability bench clean
+.PHONY: install install-size demo dev lint typecheck test test-unit test-integration test-reliability bench clean
+
+# What `make install` puts in the virtualenv: everything, for running the demo and the tests.
+# A production process installs less: see the README's Production section.
+EXTRAS ?= local,dev
+# uv (from PyPI, installed into the virtualenv first) when it can; pip otherwise or with INSTALLER=pip.
+INSTALLER ?= uv
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@if [ "$(INSTALLER)" = uv ] && $(PY) -m pip install --quiet uv \
+	    && $(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[$(EXTRAS)]'; then \
+	  echo "installed .[$(EXTRAS)] with uv"; \
+	else \
+	  echo "installing .[$(EXTRAS)] with pip"; \
+	  $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -e '.[$(EXTRAS)]'; \
+	fi
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -38,7 +49,11 @@ test-integration: $(INSTALLED)
 test-reliability: $(INSTALLED)
 	$(PY) -m pytest tests/reliability -q
 
-test: lint typecheck test-unit test-integration test-reliability
+# The base install (no extras) in a fresh virtualenv: its site-packages gzipped must stay under 300 MB.
+install-size: $(INSTALLED)
+	$(PY) scripts/install_size.py --max-gzip-mb 300
+
+test: lint typecheck test-unit test-integration test-reliability install-size
 
 bench: $(INSTALLED)
 	$(PY) bench/run_all.py

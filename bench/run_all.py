@@ -25,6 +25,8 @@ BENCHMARKS = [
     ("bench/api_polling.py", "GET /api/jobs/{id} under 50 pollers vs a bare Flask endpoint; event streams held", 900),
     ("bench/audio_memory.py", "Worker peak memory preparing and splitting a 2-hour lecture", 900),
     ("bench/chaos.py", "Chaos soak: 2,000 demo jobs through worker SIGKILLs, a Redis and a PostgreSQL restart", 900),
+    ("bench/install_sizes.py", "Install sizes: base, [local] and [dev] site-packages, raw and gzipped", 1800),
+    ("bench/first_install.py", "Fresh clone to printed notes (make demo), with uv and with pip", 1800),
 ]
 
 

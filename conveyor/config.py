@@ -69,6 +69,8 @@ class Settings:
     s3_endpoint_url: str | None = None
     fetch_allow_loopback: bool = False  #: tests only: URL inputs may name 127.0.0.1/::1, over http too
     limits: Mapping[str, int] = field(default_factory=dict)  #: provider -> concurrent calls
+    #: the workers have ``conveyor[local]`` though this process may not (a slim web in front of them)
+    workers_have_local: bool = False
 
     def secret(self, name: str) -> str | None:
         """Return the provider credential ``name`` (e.g. ``openai_api_key``), or None when unset."""
@@ -136,6 +138,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("CONVEYOR_BROKER=redis needs REDIS_URL, e.g. REDIS_URL=redis://127.0.0.1:6379/0")
     if redis_url and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+    if (redis_url and urlparse(redis_url).scheme == "rediss" and "ssl_cert_reqs" not in redis_url
+            and environ.get("CONVEYOR_REDIS_VERIFY_TLS", "").lower() in ("0", "false", "no")):
+        # Heroku Redis encrypts with a self-signed certificate: keep TLS, skip the certificate check.
+        redis_url += ("&" if "?" in redis_url else "?") + "ssl_cert_reqs=none"
 
     database_url = environ.get("DATABASE_URL") or f"sqlite:///{var_dir / 'conveyor.db'}"
     storage_url = environ.get("STORAGE_URL") or f"file://{(var_dir / 'files').resolve()}"
@@ -185,6 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",
         s3_endpoint_url=environ.get("S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,
         fetch_allow_loopback=environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"),
+        workers_have_local=environ.get("CONVEYOR_WORKERS_HAVE_LOCAL", "").lower() in ("1", "true", "yes"),
         limits={
             k[len("CONVEYOR_LIMIT_") :].lower(): _int(environ, k, 4)
             for k in environ

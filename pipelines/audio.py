@@ -59,6 +59,7 @@ lecture_notes = Pipeline(
     "lecture_notes",
     description="Transcribe a lecture and write notes: title, summary, sections, takeaways, definitions.",
     input_model=LectureNotesInput,
+    needs=("transcribe", "summarize"),
     steps=[
         *_transcription(weight=50),
         fan_out(summarize_chunk, name="summarize", weight=30, concurrency=4, on_failure="fail"),
@@ -70,6 +71,7 @@ subtitles = Pipeline(
     "subtitles",
     description="Subtitles (SRT or WebVTT) for the speech in an audio or video file.",
     input_model=SubtitlesInput,
+    needs=("transcribe",),
     steps=[
         *_transcription(weight=80),
         stage(make_subtitles, name="subtitles", weight=10),
@@ -80,6 +82,7 @@ noise_removal = Pipeline(
     "noise_removal",
     description="Remove background noise from a recording.",
     input_model=AudioInput,
+    needs=("denoise",),
     steps=[stage(remove_noise, name="denoise", weight=1)],
 )
 
@@ -87,5 +90,6 @@ audio_clean = Pipeline(
     "audio_clean",
     description="Remove noise, cut rumble and hiss, and level loudness to -16 LUFS.",
     input_model=AudioInput,
+    needs=("denoise",),
     steps=[stage(clean_audio, name="clean", weight=1)],
 )

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import dramatiq
 from pydantic import BaseModel
 
+from actors.providers import CAPABILITIES, unavailable_reason
 from actors.stage import StageDefaults, stage_defaults
 
 StepKind = Literal["stage", "fan_out", "parallel"]
@@ -166,6 +167,9 @@ class Pipeline:
     #: receives (e.g. looking up another job's result). Raise ``pipelines.jobs.InvalidJobInput`` to refuse.
     prepare_input: Callable[[Any, dict[str, Any], str | None], dict[str, Any]] | None = field(
         default=None, repr=False)
+    #: The provider capabilities its stages call (``"transcribe"``, ``"tts"``...; see
+    #: :mod:`actors.providers`): a job is refused where one of them can run neither locally nor in the cloud.
+    needs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -173,6 +177,9 @@ class Pipeline:
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise DefinitionError(f"pipeline {self.name!r} has two steps with one name: {names}")
+        unknown = sorted(set(self.needs) - CAPABILITIES)
+        if unknown:
+            raise DefinitionError(f"pipeline {self.name!r} needs unknown capabilities {unknown}")
         self.total_weight = sum(s.weight for s in self.steps) or 1.0
         register(self)
 
@@ -182,6 +189,13 @@ class Pipeline:
 
     def weight_before(self, index: int) -> float:
         return sum(s.weight for s in self.steps[:index])
+
+    def unavailable(self) -> str | None:
+        """Why this pipeline cannot run in this install and configuration, or None when it can.
+
+        Found without importing any provider's packages, so the web process can answer it.
+        """
+        return unavailable_reason(self.needs)
 
 
 _registry: dict[str, Pipeline] = {}

@@ -86,13 +86,21 @@ def validate_input(pipeline_name: str, data: Any) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_none=True)
 
 
+def unavailable_errors(pipeline_name: str) -> list[dict[str, str]]:
+    """The error refusing ``pipeline_name`` when it cannot run here (else none): it names what is missing."""
+    pipeline = get_pipeline(pipeline_name)
+    reason = pipeline.unavailable() if pipeline is not None else None
+    return [{"field": "pipeline", "message": f"{pipeline_name} cannot run here: {reason}"}] if reason else []
+
+
 def check_request(pipeline: str, input: Any, webhook_url: str | None = None) -> dict[str, Any]:
     """Vet a job request whole, so one answer names every bad field; returns the normalized input.
 
     Raises:
-      InvalidJobInput: an unknown pipeline, bad input, or a URL that may not be fetched or posted to.
+      InvalidJobInput: an unknown pipeline, one this install cannot run (its local providers are not
+        installed and their keys not set), bad input, or a URL that may not be fetched or posted to.
     """
-    errors = webhook_url_errors(webhook_url)
+    errors = unavailable_errors(pipeline) + webhook_url_errors(webhook_url)
     data: dict[str, Any] = {}
     try:
         data = validate_input(pipeline, input)

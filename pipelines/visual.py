@@ -97,6 +97,7 @@ video_generation = Pipeline(
     "video_generation",
     description="A video from a script: a storyboard, one clip per scene, joined into one video.",
     input_model=VideoGenerationInput,
+    needs=("scene_video", "tts"),
     steps=[
         stage(plan_scenes, name="storyboard", weight=5),
         fan_out(render_scene, name="scenes", weight=80, concurrency=2, on_failure="tolerate"),
@@ -108,6 +109,7 @@ persona = Pipeline(
     "persona",
     description="A persona from a video and a photo: the voice's audio, a voice id and an avatar id.",
     input_model=PersonaInput,
+    needs=("voice_clone", "avatar"),
     steps=[
         stage(prepare_persona, name="prepare", weight=10),
         parallel(stage(persona_audio, name="audio"), stage(persona_voice, name="voice"),
@@ -144,6 +146,7 @@ talking_video = Pipeline(
     "talking_video",
     description="A persona saying a text: the speech in its voice and a video of its avatar with sound.",
     input_model=TalkingVideoInput,
+    needs=("tts", "talking_video"),
     prepare_input=resolve_persona,
     steps=[
         stage(speak_text, name="speak", weight=30),
@@ -162,5 +165,6 @@ roto = Pipeline(
     "roto",
     description="Cut the subject out of a video: a matte video and a mask image.",
     input_model=RotoInput,
+    needs=("roto",),
     steps=[stage(roto_video, name="roto", weight=1)],
 )

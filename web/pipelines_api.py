@@ -1,4 +1,5 @@
-"""``GET /api/pipelines``: the registered pipelines with their stages and input schemas."""
+"""``GET /api/pipelines``: the registered pipelines with their stages, input schemas and availability
+(a pipeline whose providers are neither installed nor configured is marked, with the reason)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ bp = APIBlueprint("pipelines", __name__, url_prefix="/api/pipelines", abp_tags=[
 
 
 def describe_pipelines() -> list[dict[str, Any]]:
-    return [
-        {"name": p.name, "description": p.description, "stages": p.stage_names,
-         "input_schema": p.input_model.model_json_schema()}
-        for p in all_pipelines()
-    ]
+    described = []
+    for p in all_pipelines():
+        reason = p.unavailable()
+        described.append({"name": p.name, "description": p.description, "stages": p.stage_names,
+                          "input_schema": p.input_model.model_json_schema(),
+                          "available": reason is None, "unavailable_reason": reason})
+    return described
 
 
 @bp.get("", responses={200: PipelinesOut}, summary="List the pipelines a job can run")

@@ -126,6 +126,9 @@ class PipelineOut(BaseModel):
     description: str
     stages: list[str]
     input_schema: dict[str, Any] = Field(description="JSON Schema of the pipeline's input.")
+    available: bool = Field(description="Whether this deployment accepts its jobs.")
+    unavailable_reason: str | None = Field(
+        None, description="Why not, and what to install or set (e.g. install conveyor[local] or set OPENAI_API_KEY).")
 
 
 class PipelinesOut(BaseModel):

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia
-from actors.providers import LOCAL, pick
+from actors.providers import LOCAL, missing_modules, pick
 from actors.providers.remote import answered, http_client, require_secret, saved_or_new, upload_file
 from actors.storage import is_ref, store_output
 from conveyor.config import settings
@@ -82,7 +82,12 @@ def open_photo(path: Path) -> Image.Image:
 
 
 def find_face(image: Image.Image) -> tuple[int, int, int, int] | None:
-    """The largest frontal face as (x, y, width, height) in ``image`` pixels, or None."""
+    """The largest frontal face as (x, y, width, height) in ``image`` pixels, or None.
+
+    None too without OpenCV (an install without ``conveyor[local]``): D-ID avatars keep a centre crop.
+    """
+    if missing_modules("avatar", LOCAL):
+        return None
     import cv2
 
     scale = min(1.0, DETECT_SIDE / max(image.size))
@@ -191,5 +196,5 @@ class DIDAvatars:
 
 def avatar_maker() -> LocalAvatars | DIDAvatars:
     """The configured avatar provider: D-ID when ``DID_API_KEY`` is set, else the local face crop."""
-    factory = pick("avatar", {LOCAL: LocalAvatars, "did": DIDAvatars}, "did_api_key")
+    factory = pick("avatar", {LOCAL: LocalAvatars, "did": DIDAvatars})
     return factory()

@@ -113,7 +113,7 @@ PROVIDERS = {"local": denoise_local, "noisereduce": denoise_local, "ffmpeg": den
 def denoise(source: Path, target: Path) -> Path:
     """Remove noise from ``source`` into ``target`` with the configured provider
     (``CONVEYOR_PROVIDER_DENOISE``, else ElevenLabs when ``ELEVENLABS_API_KEY`` is set, else local)."""
-    return pick("denoise", PROVIDERS, "elevenlabs_api_key")(source, target)
+    return pick("denoise", PROVIDERS)(source, target)
 
 
 def measure_loudness(path: Path, filters: str = BAND_FILTERS) -> dict[str, str]:

@@ -257,5 +257,5 @@ class ReplicateRoto:
 
 def roto_provider() -> LocalRoto | ReplicateRoto:
     """The configured provider: Replicate when ``REPLICATE_API_TOKEN`` is set, else GrabCut locally."""
-    factory = pick("roto", {LOCAL: LocalRoto, "replicate": ReplicateRoto}, "replicate_api_token")
+    factory = pick("roto", {LOCAL: LocalRoto, "replicate": ReplicateRoto})
     return factory()

@@ -160,5 +160,5 @@ class LumaSceneVideo:
 
 def scene_video_maker() -> LocalSceneVideo | LumaSceneVideo:
     """The configured provider: Luma when ``LUMA_API_KEY`` is set, else the local title-card clip."""
-    factory = pick("scene_video", {LOCAL: LocalSceneVideo, "luma": LumaSceneVideo}, "luma_api_key")
+    factory = pick("scene_video", {LOCAL: LocalSceneVideo, "luma": LumaSceneVideo})
     return factory()

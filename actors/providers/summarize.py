@@ -297,7 +297,7 @@ def chunk_notes(text: str, *, part: int = 1, parts: int = 1) -> dict[str, Any]:
     """Notes of one chunk with the configured provider; an empty chunk gives empty notes."""
     if not text.strip():
         return {"sections": [], "key_points": [], "definitions": []}
-    return pick("summarize", CHUNK_PROVIDERS, "openai_api_key")(text, part=part, parts=parts)
+    return pick("summarize", CHUNK_PROVIDERS)(text, part=part, parts=parts)
 
 
 def merge(notes: list[dict[str, Any]], transcript: str) -> dict[str, Any]:
@@ -312,7 +312,7 @@ def merge(notes: list[dict[str, Any]], transcript: str) -> dict[str, Any]:
                 seen.add(key)
                 definitions.append({"term": d["term"], "definition": d.get("definition", "")})
     if transcript.strip():
-        overview = pick("summarize", MERGE_PROVIDERS, "openai_api_key")(notes, transcript)
+        overview = pick("summarize", MERGE_PROVIDERS)(notes, transcript)
     else:
         overview = {"title": "Lecture notes", "summary": "", "key_takeaways": []}
     return {

@@ -198,6 +198,6 @@ class DIDTalkingVideo:
 
 def talking_video_maker() -> LocalTalkingVideo | DIDTalkingVideo:
     """The configured provider: D-ID when ``DID_API_KEY`` is set, else the local animation."""
-    factory = pick("talking_video", {LOCAL: LocalTalkingVideo, "did": DIDTalkingVideo}, "did_api_key")
+    factory = pick("talking_video", {LOCAL: LocalTalkingVideo, "did": DIDTalkingVideo})
     return factory()
 

@@ -231,5 +231,5 @@ PROVIDERS = {
 def transcribe(path: Path, *, language: str | None = None, on_progress: Progress | None = None) -> Transcript:
     """Transcribe ``path`` with the configured provider (``CONVEYOR_PROVIDER_TRANSCRIBE``, else OpenAI
     when ``OPENAI_API_KEY`` is set, else local Whisper)."""
-    provider = pick("transcribe", PROVIDERS, "openai_api_key")
+    provider = pick("transcribe", PROVIDERS)
     return provider(path, language=language, on_progress=on_progress)

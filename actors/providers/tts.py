@@ -28,7 +28,7 @@ import httpx
 from actors.errors import InvalidInput, PermanentError
 from actors.ffmpeg import run_ffmpeg
 from actors.limits import provider_slot
-from actors.providers import LOCAL, choose
+from actors.providers import LOCAL, choose, require
 from actors.providers.remote import checked, http_client, require_secret
 from conveyor.config import settings
 
@@ -167,7 +167,7 @@ def speak(text: str, out_dir: Path, *, voice_id: str | None = None, name: str = 
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidInput(f"the text is longer than {MAX_TEXT_CHARS} characters")
     data = parse_voice_id(voice_id) if voice_id else None
-    provider = choose("tts", "elevenlabs_api_key")
+    provider = choose("tts")
     if provider not in (LOCAL, "elevenlabs"):
         raise InvalidInput(f"unknown tts provider {provider!r}; use local or elevenlabs")
     if provider == "elevenlabs":
@@ -176,4 +176,5 @@ def speak(text: str, out_dir: Path, *, voice_id: str | None = None, name: str = 
             return ElevenLabsSpeech().synthesize(text, str(remote), out_dir / f"{name}.mp3")
     profile = data if data is None or data["provider"] == LOCAL else data.get("local") or {}
     voice = LocalVoice.from_dict(profile) if profile else LocalVoice()
+    require("tts", LOCAL)  # a local voice needs conveyor[local], whichever provider is chosen
     return synthesize_local(text, out_dir / f"{name}.wav", voice)

@@ -22,7 +22,7 @@ import numpy as np
 from actors.context import current_stage
 from actors.errors import InvalidMedia, PermanentError
 from actors.limits import provider_slot
-from actors.providers import LOCAL, pick
+from actors.providers import LOCAL, missing_modules, pick
 from actors.providers.remote import PROVIDER_ID, http_client, json_of, require_secret
 from actors.providers.tts import PIPER_VOICE, LocalVoice, synthesize_local
 from actors.video import read_samples
@@ -158,8 +158,9 @@ class LocalVoiceCloner:
 class ElevenLabsVoiceCloner:
     """ElevenLabs instant voice cloning: ``POST /v1/voices/add`` (multipart) answers ``voice_id``.
 
-    The voice id is checkpointed, so a redelivered message does not add the voice twice. The id
-    also carries the local profile of the same sample, used when ElevenLabs is not configured later.
+    The voice id is checkpointed, so a redelivered message does not add the voice twice. Where the
+    local voice is installed (``conveyor[local]``), the id also carries the local profile of the same
+    sample, used when ElevenLabs is not configured later.
     """
 
     def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
@@ -170,7 +171,9 @@ class ElevenLabsVoiceCloner:
 
     def clone(self, audio_path: Path, name: str) -> str:
         ctx = current_stage()
-        local = json.loads(LocalVoiceCloner().clone(audio_path, name))
+        local = None
+        if not missing_modules("voice_clone", LOCAL):  # the fallback profile is measured with the local voice
+            local = json.loads(LocalVoiceCloner().clone(audio_path, name))
         voice_id = ctx.saved(PROVIDER_ID)
         if not voice_id:
             with audio_path.open("rb") as sample, provider_slot("elevenlabs"):
@@ -184,12 +187,12 @@ class ElevenLabsVoiceCloner:
             if not isinstance(voice_id, str) or not voice_id:
                 raise PermanentError("ElevenLabs did not return a voice id", code="provider_failed")
             ctx.checkpoint(PROVIDER_ID, voice_id)
-        return json.dumps({"provider": "elevenlabs", "voice_id": voice_id, "local": local},
+        fallback = {"local": local} if local else {}
+        return json.dumps({"provider": "elevenlabs", "voice_id": voice_id, **fallback},
                           sort_keys=True, separators=(",", ":"))
 
 
 def voice_cloner() -> LocalVoiceCloner | ElevenLabsVoiceCloner:
     """The configured cloner: ElevenLabs when ``ELEVENLABS_API_KEY`` is set, else the local profile."""
-    factory = pick("voice_clone", {LOCAL: LocalVoiceCloner, "elevenlabs": ElevenLabsVoiceCloner},
-                   "elevenlabs_api_key")
+    factory = pick("voice_clone", {LOCAL: LocalVoiceCloner, "elevenlabs": ElevenLabsVoiceCloner})
     return factory()

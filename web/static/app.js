@@ -487,12 +487,15 @@ async function renderNew(pipelineName) {
   const chosen = pipelines.find((p) => p.name === pipelineName) || pipelines[0];
   if (!chosen) { show(el("p", {}, "No pipelines are registered.")); return; }
   const picker = el("select", { id: "pipeline", name: "pipeline", onchange: (e) => { location.hash = `#/new/${e.target.value}`; } },
-    ...pipelines.map((p) => el("option", { value: p.name, selected: p.name === chosen.name }, p.name)));
+    ...pipelines.map((p) => el("option", { value: p.name, selected: p.name === chosen.name },
+      p.available === false ? `${p.name} (not available here)` : p.name)));
   const schema = chosen.input_schema || {};
   const required = schema.required || [];
   const fields = Object.entries(schema.properties || {}).map(([name, s]) => fieldFor(name, s, required.includes(name)));
   const project = el("input", { type: "text", id: "project", name: "project_id" });
-  const submit = el("button", { type: "submit", id: "start" }, "Start job");
+  const submit = el("button", { type: "submit", id: "start", disabled: chosen.available === false }, "Start job");
+  const unavailable = chosen.available === false
+    ? el("p", { class: "field-error", id: "unavailable" }, `Not available here: ${chosen.unavailable_reason}`) : null;
   const formError = el("div", { class: "field-error", role: "alert" });
   const form = el("form", { class: "card", id: "new-job", onsubmit: async (event) => {
     event.preventDefault();
@@ -524,7 +527,7 @@ async function renderNew(pipelineName) {
     }
   } },
   el("div", { class: "field" }, el("label", { for: "pipeline" }, "Pipeline"), picker,
-    el("p", { class: "muted small" }, chosen.description || "", ` Stages: ${chosen.stages.join(" → ")}`)),
+    el("p", { class: "muted small" }, chosen.description || "", ` Stages: ${chosen.stages.join(" → ")}`), unavailable),
   ...fields.map((f) => f.wrap),
   el("div", { class: "field" }, el("label", { for: "project" }, "Project ", el("span", { class: "hint" }, "(optional, for filtering)")), project),
   formError, submit);
