@@ -82,3 +82,23 @@ def wait_for_job(job_id: str, *, timeout: float = 60.0, status: tuple[str, ...] 
 
 def unique(name: str) -> str:
     return f"{name}_{uuid.uuid4().hex[:8]}"
+
+
+#: Jobs whose hand-offs cover every kind of step: chain, capped fan-out, parallel, tolerated failure.
+HANDOFF_CASES = [
+    ("noop_chain", {}),
+    ("demo", {"items": 5}),  # a capped fan-out (4 at once), a stage, parallel branches, a stage
+    ("demo", {"items": 3, "fail_items": [1]}),  # a tolerated failure inside the fan-out
+    ("noop_fanout", {"items": 12}),
+]
+
+#: Fields that differ between two runs of the same job whatever path records them.
+VOLATILE = {"id", "created_at", "started_at", "finished_at", "updated_at", "eta_seconds"}
+
+
+def comparable_job(job: dict[str, Any]) -> dict[str, Any]:
+    """A finished job without what differs between two runs of it (ids, times, the ETA)."""
+    stages = [{k: v for k, v in s.items() if k not in ("started_at", "finished_at")} for s in job["stages"]]
+    errors = sorted((e["stage"], e["item"], e["code"]) for e in job["errors"] or [])
+    return {**{k: v for k, v in job.items() if k not in VOLATILE | {"stages", "errors"}},
+            "stages": stages, "errors": errors}

@@ -9,33 +9,16 @@ not), parallel branches and tolerated failures alike. The same comparison runs o
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
 
 from pipelines import handoff, sqlitestore
 from pipelines.jobs import start_job
-from tests.support import wait_for_job
-
-CASES = [
-    ("noop_chain", {}),
-    ("demo", {"items": 5}),  # a capped fan-out (4 at once), a stage, parallel branches, a stage
-    ("demo", {"items": 3, "fail_items": [1]}),  # a tolerated failure inside the fan-out
-    ("noop_fanout", {"items": 12}),
-]
-
-#: Fields that differ between two runs of the same job whatever path records them.
-VOLATILE = {"id", "created_at", "started_at", "finished_at", "updated_at", "eta_seconds"}
+from tests.support import HANDOFF_CASES, comparable_job, wait_for_job
 
 
-def comparable(job: dict[str, Any]) -> dict[str, Any]:
-    stages = [{k: v for k, v in s.items() if k not in ("started_at", "finished_at")} for s in job["stages"]]
-    errors = sorted((e["stage"], e["item"], e["code"]) for e in job["errors"] or [])
-    return {**{k: v for k, v in job.items() if k not in VOLATILE | {"stages", "errors"}},
-            "stages": stages, "errors": errors}
-
-
-@pytest.mark.parametrize(("pipeline", "request_input"), CASES, ids=[f"{p}-{i}" for i, (p, _) in enumerate(CASES)])
+@pytest.mark.parametrize(("pipeline", "request_input"), HANDOFF_CASES,
+                         ids=[f"{p}-{i}" for i, (p, _) in enumerate(HANDOFF_CASES)])
 def test_the_planned_path_ends_a_job_as_the_general_path_does(stub_worker, monkeypatch, pipeline, request_input):
     outcomes: Counter[str] = Counter()
     apply = sqlitestore.apply_ends
@@ -54,4 +37,4 @@ def test_the_planned_path_ends_a_job_as_the_general_path_does(stub_worker, monke
     monkeypatch.setattr("pipelines.tracking.plan_end", lambda end, durations=None: None)
     general = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"])
     # Then both leave the job the same
-    assert comparable(planned) == comparable(general)
+    assert comparable_job(planned) == comparable_job(general)

@@ -25,7 +25,7 @@ from pipelines.handoff import StageEnd
 from pipelines.jobs import get_job, start_job
 from pipelines.models import StageRun
 from pipelines.writer import EndWriter
-from tests.support import wait_for_job
+from tests.support import HANDOFF_CASES, comparable_job, wait_for_job
 
 N = 20  #: ends in the batch
 
@@ -182,3 +182,20 @@ def test_a_full_writer_makes_the_worker_threads_wait_instead_of_growing(monkeypa
     writer.stop()
     for job_id in jobs:
         assert get_job(job_id)["stages"][0]["status"] == "completed"
+
+
+@pytest.mark.parametrize(("pipeline", "request_input"), HANDOFF_CASES,
+                         ids=[f"{p}-{i}" for i, (p, _) in enumerate(HANDOFF_CASES)])
+def test_ends_written_behind_leave_a_job_as_the_general_path_does(monkeypatch, pipeline, request_input):
+    # Given a worker of this process, whose writer applies plans with the PostgreSQL function
+    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=4)
+    worker.start()
+    try:
+        planned = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"], timeout=60)
+        # When the same job's ends all take the general path
+        monkeypatch.setattr("pipelines.writer.plan_end", lambda end, durations=None: None)
+        general = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"], timeout=60)
+    finally:
+        worker.stop()
+    # Then both leave the job the same
+    assert comparable_job(planned) == comparable_job(general)
