@@ -449,6 +449,9 @@ def cancel(session: Session, job: JobRow) -> Outbox:
     report or when it ends (its output is then discarded)."""
     outbox = Outbox()
     _cancel_open_runs(session, job)
+    now = iso(utcnow())
+    job.stages = [{**s, "status": "canceled", "finished_at": now if s["status"] == "processing" else None}
+                  if s["status"] in ("pending", "processing") else s for s in job.stages or []]
     job.step = "Canceled"
     _finish_job(session, job, JobStatus.CANCELED, outbox)
     return outbox
@@ -468,6 +471,9 @@ def resume(session: Session, job: JobRow) -> Outbox:
     while index < len(pipeline.steps) and step_rows.get(index) and step_rows[index].status == "completed":
         index += 1
     outbox = Outbox()
+    # Steps a cancel closed before they ran are pending again (the one resumed is set below).
+    job.stages = [{**s, "status": "pending", "finished_at": None} if s["status"] == "canceled" else s
+                  for s in job.stages or []]
     record_event(session, outbox, job, "status", status=job.status, attempt=job.attempt)
     if index >= len(pipeline.steps):  # every step finished: only the ending was lost
         outbox.extend(finish_step(session, job, pipeline, len(pipeline.steps) - 1,

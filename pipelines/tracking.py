@@ -338,6 +338,8 @@ class StageTracking(Middleware):
         if type(exception).__name__ == "Shutdown":
             return engine.requeue(session, active.job_id, active.run_id, active.token)
         info = None if isinstance(exception, PollLater) else classify(exception)
-        if info is not None:
+        if isinstance(exception, JobCanceled):
+            logger.info("Stage run %s stopped: its job was canceled", active.run_id)
+        elif info is not None:
             logger.warning("Stage run %s failed: %s (%s)", active.run_id, info.message, info.code)
         return engine.fail(session, active.job_id, active.run_id, active.token, exception, info)

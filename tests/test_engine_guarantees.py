@@ -187,6 +187,9 @@ def test_cancel_stops_further_stages_and_late_work_is_discarded(stub_worker):
     final = get_job(job["id"])
     assert final["status"] == "canceled"
     assert "counted:1" not in calls
+    # Nothing in the job's summary is left running or pending
+    assert {s["status"] for s in final["stages"]} <= {"completed", "canceled"}
+    assert final["stages"][-1]["status"] == "canceled"
     with transaction() as session:
         statuses = session.scalars(select(StageRun.status).where(StageRun.job_id == job["id"], StageRun.item >= 0))
         assert sorted(statuses) == ["canceled", "canceled", "canceled"]
