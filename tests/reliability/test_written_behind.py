@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -72,3 +73,24 @@ def test_ends_waiting_in_the_writer_while_postgresql_restarts_are_written_once(s
     measure(f"PostgreSQL restarted ({took:.1f} s) with ends in the writer: the job completed after",
             time.monotonic() - released)
     assert get_job(job)["stages"][1]["items"] == {"total": 4, "completed": 4, "failed": 0}
+
+
+def test_a_worker_stopped_with_ends_in_its_writer_writes_them_before_it_exits(start_worker, scratch, measure):
+    # Given worker A, whose writer holds the end of a chain's first stage, and an idle worker B
+    gate = scratch / "writer-gate"
+    gate.touch()
+    first = start_worker("a", env={WRITER_GATE_ENV: str(gate)})
+    job = start_job(pipeline="rel_chain", input={"seconds": 0.2, "tag": "drain"})["id"]
+    wait_until(lambda: _ran(job, "begin"), timeout=30, what="the first stage to return")
+    begin = next(r for r in stage_runs(job) if r.name == "begin")
+    wait_until(lambda: _held_by_the_writer(begin.id), timeout=10, what="the writer to hold the end")
+    start_worker("b")
+    # When A is told to stop (SIGTERM to every process, as Heroku does) and its writer goes on a moment later
+    threading.Timer(1.0, gate.unlink).start()
+    took = first.terminate(timeout=40, group=True)
+    measure("SIGTERM with an end in the writer: the worker wrote it and exited after", took)
+    # Then A wrote the end before exiting: the stage ran once, and the job completes
+    assert next(r for r in stage_runs(job) if r.name == "begin").status == "completed"
+    done = assert_invariant(wait_for_job(job, timeout=30)["id"], status="completed")
+    assert len(_ran(job, "begin", "start")) == 1
+    assert done["stages"][0]["attempts"] == 1
