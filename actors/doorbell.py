@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from uuid import uuid4
 
 import dramatiq
@@ -44,7 +43,6 @@ class DoorbellRedisBroker(RedisBroker):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self._batch = threading.local()
         #: Set while this process's worker shuts down: its consumers stop fetching (see :class:`_Draining`).
         self.draining = threading.Event()
         self.add_middleware(_Draining(self.draining))
@@ -54,40 +52,32 @@ class DoorbellRedisBroker(RedisBroker):
         #: Called with fetched messages that go back to the broker unstarted (a stopping worker).
         self.on_requeue: Callable[[list[Message]], None] | None = None
 
-    @contextmanager
-    def doorbells_into(self, pipe: redis.client.Pipeline) -> Iterator[None]:
-        """Within the block, this thread's enqueues add their doorbell rings to ``pipe`` instead of
-        sending them each in a round trip of their own; the caller executes ``pipe``."""
-        self._batch.pipe = pipe
-        try:
-            yield
-        finally:
-            self._batch.pipe = None
-
     def doorbell_key(self, queue_name: str) -> str:
         return f"{self.namespace}:{queue_name}.doorbell"
 
     def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
-        """Enqueue as :class:`RedisBroker` does, then ring the queue's doorbell.
+        """Enqueue as :class:`RedisBroker` does, then ring the queue's doorbell (two round trips; batches
+        use :meth:`enqueue_into` and :meth:`ring_into`).
 
         A message that carries ``message_key`` in its options is stored under that key instead
         of a random one, so its sender can later ask whether it is still live
         (:meth:`message_is_live`). Senders must use a fresh key for every enqueue.
         """
-        queue_name = message.queue_name
+        message = self._to_store(message, delay)
+        self.emit_before("enqueue", message, delay)
+        self.do_enqueue(message.queue_name, message.options["redis_message_id"], message.encode())
+        self.emit_after("enqueue", message, delay)
+        pipe = self.client.pipeline(transaction=False)
+        self.ring_into(pipe, {message.queue_name})
+        pipe.execute()
+        return message
+
+    @staticmethod
+    def _to_store(message: Message, delay: int | None) -> Message:
+        """The message as stored: under its ``message_key`` (or a random id), on the delay queue if delayed."""
         message = message.copy(options={"redis_message_id": message.options.get("message_key") or str(uuid4())})
         if delay is not None:
-            queue_name = dq_name(queue_name)
-            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
-        self.emit_before("enqueue", message, delay)
-        self.do_enqueue(queue_name, message.options["redis_message_id"], message.encode())
-        self.emit_after("enqueue", message, delay)
-        key = self.doorbell_key(queue_name)
-        batch = getattr(self._batch, "pipe", None)
-        pipe = batch if batch is not None else self.client.pipeline(transaction=False)
-        pipe.lpush(key, 1).ltrim(key, 0, DOORBELL_DEPTH - 1)
-        if batch is None:
-            pipe.execute()
+            message = message.copy(queue_name=dq_name(message.queue_name), options={"eta": current_millis() + delay})
         return message
 
     def enqueue_into(self, pipe: redis.client.Pipeline, message: Message, *, delay: int | None = None) -> Message:
@@ -96,15 +86,11 @@ class DoorbellRedisBroker(RedisBroker):
         is at index ``len(pipe)`` as it was before this call; if it is an error (``NOSCRIPT`` after a Redis
         restart), send the message again with :meth:`enqueue`.
         """
-        queue_name = message.queue_name
-        message = message.copy(options={"redis_message_id": message.options.get("message_key") or str(uuid4())})
-        if delay is not None:
-            queue_name = dq_name(queue_name)
-            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        message = self._to_store(message, delay)
         self.emit_before("enqueue", message, delay)
         # Dramatiq's own enqueue script, by its hash: calling the Script object would add a SCRIPT EXISTS
         # round trip to every pipeline.
-        pipe.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, "enqueue", current_millis(), queue_name,
+        pipe.evalsha(self.scripts["dispatch"].sha, 1, self.namespace, "enqueue", current_millis(), message.queue_name,
                      self.broker_id, self.heartbeat_timeout, self.dead_message_ttl,
                      self._should_do_maintenance("enqueue"), self._max_unpack_size(),
                      message.options["redis_message_id"], message.encode())

@@ -31,17 +31,22 @@ def _held_by_the_writer(run_id: int) -> bool:
     return any(r["event"] == "writer_waits" and run_id in r["runs"] for r in records)
 
 
-def test_a_worker_killed_after_acknowledging_a_stage_before_its_end_is_written_runs_it_again(
-        start_worker, scratch, measure):
-    # Given worker A, whose writer holds every end it is given
-    gate = scratch / "writer-gate"
+def _chain_with_its_first_end_held(start_worker, gate: Path, tag: str):
+    """A worker whose writer holds every end (while ``gate`` exists), and a chain whose first stage
+    returned there: its message acknowledged, its end waiting in the writer. Returns both and the run."""
     gate.touch()
-    first = start_worker("a", env={WRITER_GATE_ENV: str(gate)})
-    job = start_job(pipeline="rel_chain", input={"seconds": 0.2, "tag": "behind"})["id"]
-    # When the first stage returned, its message was acknowledged, and its end waits in A's writer
+    worker = start_worker("a", env={WRITER_GATE_ENV: str(gate)})
+    job = start_job(pipeline="rel_chain", input={"seconds": 0.2, "tag": tag})["id"]
     wait_until(lambda: _ran(job, "begin"), timeout=30, what="the first stage to return")
     begin = next(r for r in stage_runs(job) if r.name == "begin")
     wait_until(lambda: _held_by_the_writer(begin.id), timeout=10, what="the writer to hold the end")
+    return worker, job, begin
+
+
+def test_a_worker_killed_after_acknowledging_a_stage_before_its_end_is_written_runs_it_again(
+        start_worker, scratch, measure):
+    # Given worker A, whose writer holds the end of a chain's first stage (its message acknowledged)
+    first, job, begin = _chain_with_its_first_end_held(start_worker, scratch / "writer-gate", "behind")
     assert begin.status == "processing"  # not yet written: still under A's lease
     time.sleep(4)  # longer than a third of the lease: A's lease keeper renews the run meanwhile
     assert next(r for r in stage_runs(job) if r.name == "begin").status == "processing"
@@ -78,12 +83,7 @@ def test_ends_waiting_in_the_writer_while_postgresql_restarts_are_written_once(s
 def test_a_worker_stopped_with_ends_in_its_writer_writes_them_before_it_exits(start_worker, scratch, measure):
     # Given worker A, whose writer holds the end of a chain's first stage, and an idle worker B
     gate = scratch / "writer-gate"
-    gate.touch()
-    first = start_worker("a", env={WRITER_GATE_ENV: str(gate)})
-    job = start_job(pipeline="rel_chain", input={"seconds": 0.2, "tag": "drain"})["id"]
-    wait_until(lambda: _ran(job, "begin"), timeout=30, what="the first stage to return")
-    begin = next(r for r in stage_runs(job) if r.name == "begin")
-    wait_until(lambda: _held_by_the_writer(begin.id), timeout=10, what="the writer to hold the end")
+    first, job, begin = _chain_with_its_first_end_held(start_worker, gate, "drain")
     start_worker("b")
     # When A is told to stop (SIGTERM to every process, as Heroku does) and its writer goes on a moment later
     threading.Timer(1.0, gate.unlink).start()
