@@ -23,6 +23,7 @@ from actors.providers.transcribe import Transcript, transcribe
 from actors.stage import stage_actor
 from actors.storage import get_storage, job_folder, key_of, local_copy, new_key, ref, store_output
 from actors.subtitles import render
+from conveyor.render import notes_markdown
 
 #: Input options carried from the job input through every stage to the last one.
 _CARRIED = ("language", "format", "chunk_seconds")
@@ -149,19 +150,6 @@ def summarize_chunk(item: dict[str, Any]) -> dict[str, Any]:
     ctx.progress(1.0, f"Generated notes for chunk {number} of {total}")
     return {"index": item.get("index", number - 1), "total": total, "text": item.get("text", ""),
             "notes": notes}
-
-
-def notes_markdown(result: dict[str, Any]) -> str:
-    """The lecture notes as a Markdown document."""
-    lines = [f"# {result['title']}", "", result["summary"], ""]
-    for section in result["sections"]:
-        lines += [f"## {section['heading']}", "", section["content"], ""]
-    if result["key_takeaways"]:
-        lines += ["## Key takeaways", ""] + [f"- {t}" for t in result["key_takeaways"]] + [""]
-    if result["definitions"]:
-        lines += ["## Definitions", ""] + [f"- **{d['term']}**: {d['definition']}" for d in result["definitions"]]
-        lines.append("")
-    return "\n".join(lines)
 
 
 @stage_actor(retries=3, time_limit=600.0)
