@@ -206,9 +206,9 @@ def merge_notes(items: list[dict[str, Any]]) -> dict[str, Any]:
     result = summarize.merge([i.get("notes", {}) for i in done], transcript, glossary=glossary)
     ctx.progress(0.8, "Saving notes")
     with tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
-        path = Path(tmp) / "notes.md"
+        path = Path(tmp) / f"lecture-notes-{ctx.job_id[:8]}.md"
         path.write_text(notes_markdown(result), encoding="utf-8")
-        result["notes_url"] = store_output(path, job_id=ctx.job_id, name="notes.md", content_type="text/markdown")
+        result["notes_url"] = store_output(path, job_id=ctx.job_id, name=path.name, content_type="text/markdown")
     ctx.progress(1.0, "Saved notes")
     return result
 

@@ -69,6 +69,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     fetch_allow_loopback: bool = False  #: tests only: URL inputs may name 127.0.0.1/::1, over http too
     limits: Mapping[str, int] = field(default_factory=dict)  #: provider -> concurrent calls
+    notes_model: str | None = None  #: a chat model at OPENAI_BASE_URL (e.g. self-hosted) that writes the notes
 
     def secret(self, name: str) -> str | None:
         """Return the provider credential ``name`` (e.g. ``openai_api_key``), or None when unset."""
@@ -185,6 +186,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",
         s3_endpoint_url=environ.get("S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,
         fetch_allow_loopback=environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"),
+        notes_model=environ.get("CONVEYOR_NOTES_MODEL") or None,
         limits={
             k[len("CONVEYOR_LIMIT_") :].lower(): _int(environ, k, 4)
             for k in environ

@@ -63,18 +63,19 @@ def pick(capability: str, providers: Mapping[str, T], default_cloud_key_name: st
         raise InvalidInput(f"unknown {capability} provider {name!r}; use one of: {known}") from None
 
 
-def openai_client() -> Any:
+def openai_client(*, keyless: bool = False) -> Any:
     """An ``openai.OpenAI`` client from configuration (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``).
 
-    The SDK does not retry (``max_retries=0``): the engine retries with its own policy.
+    The SDK does not retry (``max_retries=0``): the engine retries with its own policy. ``keyless``
+    allows no key, for a self-hosted OpenAI-compatible server (llama.cpp, vLLM, Ollama) that needs none.
 
     Raises:
-      PermanentError: when no OpenAI key is configured.
+      PermanentError: when no OpenAI key is configured (and ``keyless`` is false).
     """
     import openai
 
     config = settings()
-    key = config.secret("openai_api_key")
+    key = config.secret("openai_api_key") or ("no-key" if keyless else None)
     if not key:
         raise PermanentError("the OpenAI provider needs OPENAI_API_KEY", code="provider_auth")
     return openai.OpenAI(api_key=key, base_url=config.base_url("OPENAI_BASE_URL"), max_retries=0,

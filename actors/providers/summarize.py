@@ -15,9 +15,11 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
-from actors.errors import TransientError
+from actors.errors import InvalidModelOutput
 from actors.providers import choose, openai_client, pick
+from conveyor.config import settings
 
 #: The chat model of the OpenAI provider.
 OPENAI_CHAT_MODEL = "gpt-4o-mini"
@@ -404,27 +406,104 @@ _SYSTEM = ("You write concise study notes from a lecture transcript. Use only fa
            "never add outside knowledge. Definitions must be terms the speaker defined.")
 
 
-def _chat_json(prompt: str, schema: dict[str, Any], name: str) -> dict[str, Any]:
-    completion = openai_client().chat.completions.create(
-        model=OPENAI_CHAT_MODEL,
-        messages=[{"role": "system", "content": _SYSTEM}, {"role": "user", "content": prompt}],
-        response_format={"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}},
-    )
-    message = completion.choices[0].message
-    try:
-        value = json.loads(message.content or "")
-    except json.JSONDecodeError:
-        raise TransientError("the summarizer answered with malformed JSON") from None
+class _Section(BaseModel):
+    heading: str
+    content: str
+
+
+class _Definition(BaseModel):
+    term: str
+    definition: str
+
+
+class _ChunkAnswer(BaseModel):
+    sections: list[_Section]
+    key_points: list[str]
+    definitions: list[_Definition]
+
+
+class _MergeAnswer(BaseModel):
+    title: str
+    summary: str
+    key_takeaways: list[str]
+
+
+_ANSWERS: dict[str, type[BaseModel]] = {"chunk_notes": _ChunkAnswer, "lecture_notes": _MergeAnswer}
+_FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.S)
+
+
+def parse_answer(content: str, name: str) -> dict[str, Any]:
+    """The JSON object a chat model answered, checked against the answer's shape.
+
+    A server that ignores ``response_format`` often wraps the JSON in prose or a code fence: the object
+    is taken from a fenced block, else from the first ``{`` to the last ``}``.
+
+    Raises:
+      ValueError: saying what is wrong, to tell the model when it is asked again.
+    """
+    text = content.strip()
+    candidates = [text, *_FENCED.findall(text)]
+    if "{" in text and "}" in text:
+        candidates.append(text[text.index("{") : text.rindex("}") + 1])
+    value: Any = None
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+            break
+        except json.JSONDecodeError:
+            continue
+    else:
+        raise ValueError("the answer holds no JSON object")
     if not isinstance(value, dict):
-        raise TransientError("the summarizer answered with an unexpected JSON shape")
-    return value
+        raise ValueError(f"the answer is a JSON {type(value).__name__}, not an object")
+    try:
+        return _ANSWERS[name].model_validate(value).model_dump()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:5])
+        raise ValueError(f"the JSON does not have the asked shape ({problems})") from None
+
+
+def _chat_json(prompt: str, schema: dict[str, Any], name: str) -> dict[str, Any]:
+    """Ask the notes model for JSON following ``schema``; ask once more, telling it what was wrong, when
+    the answer is not that JSON (a self-hosted server may ignore ``response_format``).
+
+    Raises:
+      InvalidModelOutput: when the second answer is not the JSON asked for either.
+    """
+    config = settings()
+    model = config.notes_model or OPENAI_CHAT_MODEL
+    messages: list[dict[str, str]] = [
+        {"role": "system", "content": _SYSTEM},
+        {"role": "user", "content": f"{prompt}\n\nAnswer with one JSON object that follows this JSON Schema, "
+                                    f"and nothing else:\n{json.dumps(schema)}"},
+    ]
+    client = openai_client(keyless=bool(config.notes_model))
+    for attempt in (1, 2):
+        completion = client.chat.completions.create(
+            model=model, messages=messages,
+            response_format={"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}},
+        )
+        content = completion.choices[0].message.content or ""
+        try:
+            return parse_answer(content, name)
+        except ValueError as exc:
+            if attempt == 2:
+                raise InvalidModelOutput(f"the notes model {model} did not answer with the JSON asked for, "
+                                         f"twice: {exc}") from None
+            messages += [{"role": "assistant", "content": content[:8000]},
+                         {"role": "user", "content": f"That answer cannot be used: {exc}. Answer again with only "
+                                                     f"the JSON object, following the schema."}]
+    raise AssertionError("unreachable")
 
 
 def openai_chunk_notes(text: str, *, part: int = 1, parts: int = 1,
                        glossary: list[str] | None = None) -> dict[str, Any]:
     """Notes of one chunk by an OpenAI chat model, in the same shape as :func:`local_chunk_notes`."""
     prompt = (f"Transcript part {part} of {parts}. Write 1-3 sections (heading and a short paragraph), up to "
-              f"3 key points and every definition the speaker gives.\n\n{text}")
+              f"3 key points and every definition the speaker gives.")
+    if glossary:
+        prompt += " Spell these terms exactly so: " + ", ".join(glossary) + "."
+    prompt += f"\n\n{text}"
     return _chat_json(prompt, _CHUNK_SCHEMA, "chunk_notes")
 
 
@@ -445,8 +524,17 @@ def chunk_notes(text: str, *, part: int = 1, parts: int = 1, glossary: list[str]
     """Notes of one chunk with the configured provider; an empty chunk gives empty notes."""
     if not text.strip():
         return {"sections": [], "key_points": [], "definitions": []}
-    provider = pick("summarize", CHUNK_PROVIDERS, "openai_api_key")
+    provider = CHUNK_PROVIDERS.get(_provider()) or pick("summarize", CHUNK_PROVIDERS, "openai_api_key")
     return provider(text, part=part, parts=parts, glossary=glossary)
+
+
+def _provider() -> str:
+    """``openai`` (any OpenAI-compatible server) when ``CONVEYOR_NOTES_MODEL`` names a model and no
+    provider is forced, else the usual choice (``CONVEYOR_PROVIDER_SUMMARIZE``, the key, or local)."""
+    config = settings()
+    if config.notes_model and not config.provider.get("summarize"):
+        return "openai"
+    return choose("summarize", "openai_api_key")
 
 
 def merge(notes: list[dict[str, Any]], transcript: str, *, glossary: list[str] | None = None) -> dict[str, Any]:
@@ -456,7 +544,7 @@ def merge(notes: list[dict[str, Any]], transcript: str, *, glossary: list[str] |
     one piece (see :func:`local_notes`), and looks for definitions there too, so that one cut by a
     chunk join is found; a model provider merges its per-chunk sections.
     """
-    local = choose("summarize", "openai_api_key") == "local"
+    local = _provider() == "local"
     definitions: list[dict[str, str]] = []
     seen: set[str] = set()
     found = [d for n in notes for d in n.get("definitions", [])]
@@ -468,7 +556,8 @@ def merge(notes: list[dict[str, Any]], transcript: str, *, glossary: list[str] |
             seen.add(key)
             definitions.append({"term": d["term"], "definition": d.get("definition", "")})
     if transcript.strip():
-        overview = pick("summarize", MERGE_PROVIDERS, "openai_api_key")(notes, transcript, glossary)
+        overview = (MERGE_PROVIDERS.get(_provider()) or pick("summarize", MERGE_PROVIDERS, "openai_api_key"))(
+            notes, transcript, glossary)
     else:
         overview = {"title": "Lecture notes", "summary": "", "key_takeaways": []}
     sections = overview.get("sections")
