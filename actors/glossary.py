@@ -21,9 +21,13 @@ MIN_FUZZY_LETTERS = 7
 
 
 def prompt(glossary: list[str] | None) -> str | None:
-    """The transcription prompt for ``glossary``: the terms as a punctuated sentence, or None."""
+    """The transcription prompt for ``glossary``, or None: the terms inside punctuated sentences, as a
+    lecture would say them, since Whisper writes in its prompt's style (a bare list made it write run-on
+    sentences joined by commas; its ``hotwords`` option dropped punctuation altogether)."""
     terms = [t.strip() for t in glossary or [] if t.strip()]
-    return ("Glossary: " + ", ".join(terms) + ".") if terms else None
+    if not terms:
+        return None
+    return "Hello, everyone. In this lecture, we will use these terms: " + ", ".join(terms) + ". Let's begin."
 
 
 def _cased(found: str, term: str) -> str:

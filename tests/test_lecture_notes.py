@@ -97,7 +97,8 @@ def test_sentences_cut_at_a_chunk_join_are_mended():
 
 
 def test_the_glossary_spells_terms_and_prompts_the_transcriber():
-    assert prompt(["write-ahead log", "B-tree"]) == "Glossary: write-ahead log, B-tree."
+    assert prompt(["write-ahead log", "B-tree"]) == (
+        "Hello, everyone. In this lecture, we will use these terms: write-ahead log, B-tree. Let's begin.")
     assert prompt([]) is None
     heard = "The right-ahead log and the b tree. Textrank ranks. Photo synthesis works. The writer had a log."
     assert respell(heard, ["write-ahead log", "B-tree", "TextRank", "photosynthesis"]) == (
