@@ -94,6 +94,13 @@ def test_sentences_cut_at_a_chunk_join_are_mended():
                              "Decomposers recycle. They", "return nutrients to the soil."])
     assert "to an other, animals" in joined and "They return nutrients" in joined
     assert not any(s[0].islower() for s in sm.sentences(joined))
+    # Whisper's own echo across its 30 s windows, as on the bundled sample
+    echoed = "A food chain is the path that energy takes as one organism eats another. other, animals that eat " \
+             "plants are called primary consumers."
+    assert sm.mend(echoed) == ("A food chain is the path that energy takes as one organism eats another. Animals "
+                               "that eat plants are called primary consumers.")
+    notes = sm.merge([], sm.mend(echoed))
+    assert {"term": "Primary consumers", "definition": "Animals that eat plants."} in notes["definitions"]
 
 
 def test_the_glossary_spells_terms_and_prompts_the_transcriber():

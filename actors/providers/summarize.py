@@ -265,17 +265,30 @@ def _is_claim(sentence: str) -> bool:
 
 
 def join_chunks(texts: list[str]) -> str:
-    """The chunk transcripts as one text, sentences mended where a chunk cut one in two: a chunk that
-    starts in lower case goes on its predecessor's sentence (whose cut-off full stop is dropped)."""
-    whole = ""
-    for text in (t.strip() for t in texts):
-        if not text:
+    """The chunk transcripts as one text, mended where a cut fell inside a sentence (see :func:`mend`)."""
+    return mend(" ".join(t.strip() for t in texts if t.strip()))
+
+
+def mend(text: str) -> str:
+    """``text`` with no sentence starting in lower case, as a cut between chunks or Whisper's 30 s windows
+    leaves them: an echo of the previous word's end ("eats another. other, animals") is dropped, and
+    any other lower-case start goes on the previous sentence (whose cut-off full stop is dropped)."""
+    mended: list[str] = []
+    for sentence in sentences(text, max_words=10_000):
+        first = sentence[:1]
+        if not mended or not first.islower():
+            mended.append(sentence)
             continue
-        if whole and text[0].islower():
-            whole = re.sub(r"[.!?]+$", "", whole.rstrip()) + " " + text
-        else:
-            whole = f"{whole} {text}" if whole else text
-    return whole
+        word = re.match(r"[\w'’-]+", sentence)
+        previous = re.findall(r"[\w'’-]+", mended[-1])
+        if word and previous and len(word.group()) >= 2 and previous[-1].lower() != word.group().lower() \
+                and previous[-1].lower().endswith(word.group().lower()):
+            rest = sentence[word.end():].lstrip(" ,;:-")
+            if rest:
+                mended.append(rest[:1].upper() + rest[1:])
+            continue
+        mended[-1] = re.sub(r"[.!?]+$", "", mended[-1].rstrip()) + " " + sentence
+    return " ".join(mended)
 
 
 def _section_heading(body: str, used: set[str], glossary: list[str] | None) -> str | None:
