@@ -251,3 +251,14 @@ def test_sign_in_tokens_are_reused_until_a_new_link_is_made(tmp_path, monkeypatc
         dispose_all()
         forget_cached_tokens()
         configure()
+
+
+def test_submit_wait_prints_lecture_notes_as_markdown(cli_env, tmp_path):
+    lecture = tmp_path / "lecture.txt"
+    lecture.write_text("Today we look at how a database survives a crash. A write-ahead log is a file where the "
+                       "database records every change before it applies it. To sum up, log first.\n")
+    waited = CliRunner().invoke(main, ["submit", "lecture_notes", f"transcript=@{lecture}", "--wait"])
+    assert waited.exit_code == 0, waited.output
+    markdown = waited.output.split("\n# ", 1)[1]
+    assert markdown.startswith("How a Database Survives a Crash\n")
+    assert "## Definitions" in markdown and "- **Write-ahead log**: A file where the database" in markdown
