@@ -34,12 +34,16 @@ class _Main(click.Group):
     """The ``conveyor`` group: a server or database problem ends in one line and exit code 1, no traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
+        import httpx
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
             return super().invoke(ctx)
         except ConveyorError as exc:
             raise click.ClickException(str(exc)) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise click.ClickException(f"cannot talk to the server ({exc}); check CONVEYOR_URL, e.g. "
+                                       f"http://127.0.0.1:5000") from None
         except SQLAlchemyError as exc:
             raise click.ClickException(_database_problem(exc)) from None
 

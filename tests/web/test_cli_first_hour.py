@@ -171,6 +171,10 @@ def test_a_server_that_is_down_or_not_conveyor_is_one_line_and_no_traceback(html
         line = _one_line_error(CliRunner().invoke(main, args))
         assert "cannot reach http://127.0.0.1:" in line and "CONVEYOR_URL" in line
 
+    for wrong in ("127.0.0.1:5000", "htp://127.0.0.1:5000", "http://[::1"):
+        monkeypatch.setenv("CONVEYOR_URL", wrong)
+        assert "CONVEYOR_URL" in _one_line_error(CliRunner().invoke(main, ["jobs"])), wrong
+
     monkeypatch.setenv("CONVEYOR_URL", html_server)
     for args in (["jobs"], ["submit", "demo", "items=1"]):
         line = _one_line_error(CliRunner().invoke(main, args))

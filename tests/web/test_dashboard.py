@@ -260,3 +260,15 @@ def test_subtitles_show_as_a_cue_list(page, server: DevServer):
     assert re.match(r"00:00:\d\d\.\d{3} → 00:00:\d\d\.\d{3} \S", first), first
     assert "photosynthesis" in page.locator("#result #cues").inner_text().lower()
     page.get_by_role("link", name="Download subtitles.vtt").wait_for()
+
+
+def test_the_form_takes_a_glossary_as_comma_separated_terms(page, server: DevServer):
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/new/lecture_notes")
+    page.locator("#field-transcript").fill("A write-ahead log is a file where every change is recorded first.")
+    page.locator("#field-glossary").fill("write-ahead log, B-tree ,checkpoint")
+    page.get_by_role("button", name="Start job").click()
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    with api(server) as client:
+        job = client.get(f"/api/jobs/{page.url.split('/')[-1]}").json()
+    assert job["input"]["glossary"] == ["write-ahead log", "B-tree", "checkpoint"]
