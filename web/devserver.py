@@ -38,16 +38,25 @@ def sign_in_token(name: str) -> str:
     while it still works, so each run of ``make dev`` or ``make demo`` does not replace it. Otherwise the
     user gets a new token (its old one stops working), or is created when no user has that name.
     """
-    from pipelines.users import create_user, replace_token, user_for_token
+    from pipelines.users import create_user, replace_token
 
-    path = _token_file(name)
-    if path.is_file():
-        token = path.read_text().strip()
-        if user_for_token(token) is not None:
-            return token
+    token = saved_token(name)
+    if token is not None:
+        return token
     user = replace_token(name) or create_user(name)
     save_token(name, user.token)
     return user.token
+
+
+def saved_token(name: str) -> str | None:
+    """The sign-in token kept on this machine for ``name``, while it still works."""
+    from pipelines.users import user_for_token
+
+    path = _token_file(name)
+    if not path.is_file():
+        return None
+    token = path.read_text().strip()
+    return token if user_for_token(token) is not None else None
 
 
 def save_token(name: str, token: str) -> None:
@@ -82,10 +91,16 @@ def run_dev(host: str, port: int, threads: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     worker = start_embedded_worker(threads)
     app = create_app()
+    from pipelines.users import first_user_name
+
+    existing = first_user_name()
+    replaced = existing is not None and saved_token(existing) is None
     name, link = first_user_link(host, port)
     click.echo(f"Conveyor is running at http://{host}:{port}/ with {threads} worker threads")
     click.echo(f"Sign in as {name} with this link (it holds the token):")
     click.echo(link)
+    if replaced:
+        click.echo(f"({name} was given a new token for it: a token {name} was given before no longer works.)")
     click.echo(f"(`conveyor users link {name}` makes a new link any time.)")
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

@@ -266,3 +266,24 @@ def test_submit_wait_prints_lecture_notes_as_markdown(cli_env, tmp_path):
     markdown = waited.output.split("\n# ", 1)[1]
     assert markdown.startswith("How a Database Survives a Crash\n")
     assert "## Definitions" in markdown and "- **Write-ahead log**: A file where the database" in markdown
+
+
+@pytest.mark.slow
+def test_make_dev_prints_a_working_sign_in_link_on_every_run(tmp_path):
+    from tests.dev_server import dev_server
+
+    var = tmp_path / "var"
+    var.mkdir()
+    made = _conveyor(var, "users", "create", "alice",
+                     DATABASE_URL=f"sqlite:///{var / 'conveyor.db'}")
+    assert made.returncode == 0, made.stderr
+    links = []
+    for _ in range(2):  # alice was made by hand first; then a second run finds the token kept by the first
+        with dev_server(var) as server:
+            assert httpx.get(f"{server.url}/api/jobs", headers={"Authorization": f"Bearer {server.token}"},
+                             timeout=10).status_code == 200
+            links.append(server.token)
+            log = (var / "server.log").read_text()
+            assert "Sign in as alice" in log and "`conveyor users link alice` makes a new link" in log
+            assert ("no longer works" in log) == (len(links) == 1)  # said once: alice's token was replaced
+    assert links[0] == links[1]
