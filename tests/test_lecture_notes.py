@@ -57,6 +57,8 @@ def test_a_heading_is_the_sections_topic_title_cased():
 @pytest.mark.parametrize(("sentence", "term", "definition"), [
     ("Copying the changed pages to disk is called a checkpoint.", "Checkpoint", "Copying the changed pages to disk."),
     ("Animals that eat plants are called primary consumers.", "Primary consumers", "Animals that eat plants."),
+    ("Second, the checkpoint, copying the changed pages to disk is called a checkpoint.", "Checkpoint",
+     "Copying the changed pages to disk."),
     ("Durability means that a committed transaction stays committed.", "Durability",
      "A committed transaction stays committed."),
     ("Glycolysis means splitting one sugar molecule into two.", "Glycolysis", "Splitting one sugar molecule into two."),

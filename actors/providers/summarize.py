@@ -191,6 +191,9 @@ def _definition(clause: str) -> tuple[str, str] | None:
     match = _CALLED.match(clause)
     if match:
         definition = match.group("definition").strip().rstrip(",")
+        named = re.match(r"(?:an?\s+|the\s+)?" + re.escape(match.group("term").strip()) + r",\s+", definition, re.I)
+        if named:  # "the checkpoint, copying ... is called a checkpoint": the topic named first
+            definition = definition[named.end():]
         if definition.split()[0].lower() in _PRONOUNS:
             return None  # "This molecule is called ...": its definition is elsewhere
         return match.group("term"), definition
