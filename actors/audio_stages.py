@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from actors.context import current_stage
-from actors.errors import InvalidInput
+from actors.errors import InvalidInput, NoSpeech
 from actors.fetch import stored_input
+from actors.glossary import respell
 from actors.media import DEFAULT_CHUNK_SECONDS, check_audio, is_silent, split_at_silences, write_wav
 from actors.providers import denoise as denoise_provider
 from actors.providers import summarize
@@ -23,13 +24,22 @@ from actors.providers.transcribe import Transcript, transcribe
 from actors.stage import stage_actor
 from actors.storage import get_storage, job_folder, key_of, local_copy, new_key, ref, store_output
 from actors.subtitles import render
+from conveyor.render import notes_markdown
 
 #: Input options carried from the job input through every stage to the last one.
-_CARRIED = ("language", "format", "chunk_seconds")
+_CARRIED = ("language", "format", "chunk_seconds", "glossary")
+#: Fewer words than this in a whole recording: no speech (silence, noise, or a clip too short for a sentence).
+MIN_SPEECH_WORDS = 4
+#: Words of a given transcript per chunk of notes (about a minute of speech).
+TRANSCRIPT_CHUNK_WORDS = 160
 
 
 def _options(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in _CARRIED if data.get(k) is not None}
+
+
+_NO_SPEECH = ("no speech was found in the recording (silence, noise only, or too short to hold a sentence); "
+              "check that it is the right file and that its sound is not muted")
 
 
 def _require_dict(data: Any, stage: str) -> dict[str, Any]:
@@ -63,6 +73,9 @@ def prepare_audio(data: dict[str, Any]) -> dict[str, Any]:
       InvalidMedia: for an empty or corrupt file, or one without audio.
     """
     data = _require_dict(data, "prepare_audio")
+    if data.get("transcript") and not data.get("audio"):
+        current_stage().progress(1.0, "A transcript was given: no audio to prepare")
+        return {"transcript": str(data["transcript"]), "duration": None, **_options(data)}
     field = "media" if "media" in data else "audio"
     if not data.get(field):
         raise InvalidInput(f"the input needs {field!r}: an uploaded file or an https:// URL")
@@ -83,6 +96,8 @@ def split_audio(data: dict[str, Any]) -> list[dict[str, Any]]:
     """
     data = _require_dict(data, "split_audio")
     ctx = current_stage()
+    if "transcript" in data:
+        return _split_transcript(data)
     target = float(data.get("chunk_seconds") or DEFAULT_CHUNK_SECONDS)
     expected = max(1, round((data.get("duration") or target) / target))
     items: list[dict[str, Any]] = []
@@ -102,6 +117,24 @@ def split_audio(data: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
+def _split_transcript(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A given transcript cut at sentence ends into chunks of about :data:`TRANSCRIPT_CHUNK_WORDS` words."""
+    pieces: list[str] = []
+    current: list[str] = []
+    for sentence in summarize.sentences(data["transcript"]):
+        current.append(sentence)
+        if sum(len(s.split()) for s in current) >= TRANSCRIPT_CHUNK_WORDS:
+            pieces.append(" ".join(current))
+            current = []
+    if current:
+        pieces.append(" ".join(current))
+    options = _options(data)
+    items = [{"text": text, "index": n, "total": len(pieces), "start": None, "end": None, "given": True, **options}
+             for n, text in enumerate(pieces)]
+    current_stage().progress(1.0, f"A transcript was given: {len(items)} chunks of text")
+    return items
+
+
 # --- transcription ------------------------------------------------------------------------------
 
 
@@ -114,6 +147,11 @@ def transcribe_chunk(item: dict[str, Any]) -> dict[str, Any]:
     item = _require_dict(item, "transcribe_chunk")
     number, total = _position(item)
     ctx = current_stage()
+    if item.get("given"):
+        ctx.progress(1.0, f"Chunk {number} of {total} is text already")
+        return {"index": item.get("index", number - 1), "total": total, "start": None, "end": None,
+                "text": respell(str(item.get("text", "")), item.get("glossary")), "language": item.get("language"),
+                "transcript": None, **{k: v for k, v in _options(item).items() if k != "language"}}
     ctx.progress(0.05, f"Transcribing chunk {number} of {total}")
     if item.get("silent"):
         result = Transcript("", [], [], item.get("language"))
@@ -122,7 +160,8 @@ def transcribe_chunk(item: dict[str, Any]) -> dict[str, Any]:
             def report(fraction: float) -> None:
                 ctx.progress(0.05 + 0.9 * fraction, f"Transcribing chunk {number} of {total}")
 
-            result = transcribe(path, language=item.get("language"), on_progress=report)
+            result = transcribe(path, language=item.get("language"), on_progress=report,
+                                glossary=item.get("glossary"))
             result = result.shifted(float(item.get("start", 0.0)))
     key = new_key(job_folder(ctx.job_id), "transcript.json")
     get_storage().put_bytes(key, json.dumps(result.to_dict()).encode(), "application/json")
@@ -145,23 +184,10 @@ def summarize_chunk(item: dict[str, Any]) -> dict[str, Any]:
     number, total = _position(item)
     ctx = current_stage()
     ctx.progress(0.05, f"Generating notes for chunk {number} of {total}")
-    notes = summarize.chunk_notes(item.get("text", ""), part=number, parts=total)
+    notes = summarize.chunk_notes(item.get("text", ""), part=number, parts=total, glossary=item.get("glossary"))
     ctx.progress(1.0, f"Generated notes for chunk {number} of {total}")
     return {"index": item.get("index", number - 1), "total": total, "text": item.get("text", ""),
-            "notes": notes}
-
-
-def notes_markdown(result: dict[str, Any]) -> str:
-    """The lecture notes as a Markdown document."""
-    lines = [f"# {result['title']}", "", result["summary"], ""]
-    for section in result["sections"]:
-        lines += [f"## {section['heading']}", "", section["content"], ""]
-    if result["key_takeaways"]:
-        lines += ["## Key takeaways", ""] + [f"- {t}" for t in result["key_takeaways"]] + [""]
-    if result["definitions"]:
-        lines += ["## Definitions", ""] + [f"- **{d['term']}**: {d['definition']}" for d in result["definitions"]]
-        lines.append("")
-    return "\n".join(lines)
+            "notes": notes, **_options(item)}
 
 
 @stage_actor(retries=3, time_limit=600.0)
@@ -173,13 +199,16 @@ def merge_notes(items: list[dict[str, Any]]) -> dict[str, Any]:
     ctx = current_stage()
     ctx.progress(0.1, "Merging notes")
     done = sorted((i for i in items if not _is_failed(i)), key=lambda i: int(i.get("index", 0)))
-    transcript = " ".join(i["text"].strip() for i in done if i.get("text", "").strip())
-    result = summarize.merge([i.get("notes", {}) for i in done], transcript)
+    transcript = summarize.join_chunks([i.get("text", "") for i in done])
+    if len(transcript.split()) < MIN_SPEECH_WORDS and len(done) == len(items):
+        raise NoSpeech(_NO_SPEECH)
+    glossary = next((i["glossary"] for i in done if i.get("glossary")), None)
+    result = summarize.merge([i.get("notes", {}) for i in done], transcript, glossary=glossary)
     ctx.progress(0.8, "Saving notes")
     with tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
-        path = Path(tmp) / "notes.md"
+        path = Path(tmp) / f"lecture-notes-{ctx.job_id[:8]}.md"
         path.write_text(notes_markdown(result), encoding="utf-8")
-        result["notes_url"] = store_output(path, job_id=ctx.job_id, name="notes.md", content_type="text/markdown")
+        result["notes_url"] = store_output(path, job_id=ctx.job_id, name=path.name, content_type="text/markdown")
     ctx.progress(1.0, "Saved notes")
     return result
 
@@ -210,6 +239,8 @@ def make_subtitles(items: list[dict[str, Any]]) -> dict[str, Any]:
     whole = Transcript(" ".join(p.text for p in parts if p.text),
                        [s for p in parts for s in p.segments], [w for p in parts for w in p.words],
                        next((p.language for p in parts if p.language), None))
+    if whole.word_count < MIN_SPEECH_WORDS and len(done) == len(items):
+        raise NoSpeech(_NO_SPEECH)
     with tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
         path = Path(tmp) / f"subtitles.{fmt}"
         path.write_text(render(whole, fmt), encoding="utf-8")

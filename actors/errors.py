@@ -55,6 +55,18 @@ class InvalidMedia(PermanentError):
     code = "invalid_media"
 
 
+class NoSpeech(PermanentError):
+    """Raised when a recording holds no speech to transcribe (silence, noise, a clip too short)."""
+
+    code = "no_speech"
+
+
+class InvalidModelOutput(PermanentError):
+    """Raised when a language model's answer is not the JSON asked for, even when asked again."""
+
+    code = "invalid_model_output"
+
+
 class InvalidInput(PermanentError):
     """Raised when a stage's input is malformed."""
 

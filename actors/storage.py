@@ -21,6 +21,8 @@ from conveyor.config import settings
 #: The prefix of a stored-file reference inside job inputs and stage results.
 REF_PREFIX = "storage:"
 _SAFE_EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+#: A stage output's own file name, kept in its key: letters, digits, dots, dashes and underscores.
+_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}\.[A-Za-z0-9]{1,8}$")
 
 
 class StorageError(Exception):
@@ -187,7 +189,20 @@ def job_folder(job_id: str) -> str:
 
 
 def store_output(path: Path, *, job_id: str, name: str, content_type: str | None = None) -> str:
-    """Store a stage's output file under the job's folder; returns its ``storage:`` reference."""
+    """Store a stage's output file under the job's folder; returns its ``storage:`` reference.
+
+    The key keeps ``name`` when it is a plain file name (``<random>--scene-2.mp4``), so a download can
+    be named after it (see :func:`output_name`).
+    """
     key = new_key(job_folder(job_id), name)
+    if _OUTPUT_NAME.match(name):
+        key = check_key(f"{key.rsplit('.', 1)[0] if '.' in key.rsplit('/', 1)[-1] else key}--{name}")
     get_storage().put_file(key, path, content_type)
     return ref(key)
+
+
+def output_name(key: str) -> str:
+    """The file name a stage gave an output (``scene-2.mp4``), else the key's last part."""
+    last = key.rsplit("/", 1)[-1]
+    _, sep, name = last.partition("--")
+    return name if sep and _OUTPUT_NAME.match(name) else last

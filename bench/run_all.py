@@ -40,6 +40,10 @@ def _service_versions() -> list[str]:
     return lines
 
 
+#: Everything after this line of docs/benchmarks.md is kept when the file is written again.
+KEPT = "<!-- kept by bench/run_all.py -->"
+
+
 def main() -> int:
     packages = ["dramatiq", "sqlalchemy", "psycopg", "redis", "flask", "gunicorn", "gevent"]
     report = [
@@ -64,7 +68,11 @@ def main() -> int:
         failed += code != 0
         report += [f"## {title}", "", f"`{script}` ({time.monotonic() - started:.0f} s, exit {code})", "",
                    "```", output or "(no output)", "```", ""]
-    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(report))
+    target = ROOT / "docs" / "benchmarks.md"
+    kept = target.read_text().partition(KEPT)[2] if target.is_file() else ""
+    if kept:  # measurements made by hand (bench/notes_eval.py), kept as they are
+        report += [KEPT + kept.rstrip("\n"), ""]
+    target.write_text("\n".join(report))
     print("wrote docs/benchmarks.md")
     return 1 if failed else 0
 

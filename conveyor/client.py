@@ -8,7 +8,9 @@
         done = conveyor.wait(job["id"], progress=lambda j: print(j["progress"], j["step"]))
         print(done["result"]["summary"])
 
-Errors from the server raise :class:`ConveyorError` carrying the problem document.
+Errors from the server raise :class:`ConveyorError` carrying the problem document; a server that
+cannot be reached, or an address that answers with something other than Conveyor's JSON, raises
+:class:`ConveyorError` too (``status`` 0 for an unreachable one), with a message that says what to check.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any, BinaryIO
 import httpx
 
 TERMINAL = ("completed", "failed", "canceled")
+#: The fewest characters of a job id :meth:`Client.resolve` accepts as a prefix.
+MIN_PREFIX = 8
 #: s; the default time one request may take (event streams have no read timeout).
 DEFAULT_TIMEOUT = 30.0
 
@@ -33,7 +37,7 @@ class ConveyorError(Exception):
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
         detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
         fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in problem.get("errors") or [])
-        super().__init__(f"{status} {detail}" + (f" ({fields})" if fields else ""))
+        super().__init__((f"{status} " if status else "") + f"{detail}" + (f" ({fields})" if fields else ""))
         self.status = status
         self.problem = problem
         self.retry_after: float | None = None
@@ -64,10 +68,31 @@ class Client:
     # --- plumbing --------------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise _error(response)
         return response
+
+    def _unreachable(self, exc: Exception) -> ConveyorError:
+        reason = str(exc) or type(exc).__name__
+        return ConveyorError(0, {"detail": f"cannot reach {self.base_url} ({reason}); is the server running "
+                                           f"(`make dev`), and is CONVEYOR_URL its address?"})
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of a successful request; an answer that is not JSON raises :class:`ConveyorError`."""
+        return self._parse(self._request(method, path, **kwargs), path)
+
+    def _parse(self, response: httpx.Response, path: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+            raise ConveyorError(response.status_code, {
+                "detail": f"{self.base_url}{path} answered with {kind}, not Conveyor's JSON; "
+                          f"is CONVEYOR_URL the address of a Conveyor server?"}) from None
 
     # --- jobs ------------------------------------------------------------------------------------------
 
@@ -80,17 +105,38 @@ class Client:
         if webhook_url is not None:
             body["webhook_url"] = webhook_url
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._request("POST", "/api/jobs", json=body, headers=headers).json()
+        return self._json("POST", "/api/jobs", json=body, headers=headers)
 
     def get(self, job_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/api/jobs/{job_id}").json()
+        return self._json("GET", f"/api/jobs/{job_id}")
 
     def list(self, *, pipeline: str | None = None, status: str | None = None, project_id: str | None = None,
              limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         """One page: ``{"jobs": [...], "next_cursor": ...}``, newest first."""
         params = {k: v for k, v in {"pipeline": pipeline, "status": status, "project_id": project_id,
                                     "limit": limit, "cursor": cursor}.items() if v is not None}
-        return self._request("GET", "/api/jobs", params=params).json()
+        return self._json("GET", "/api/jobs", params=params)
+
+    def resolve(self, job_id: str) -> str:
+        """The full id of the job ``job_id`` names: a full id, or a unique prefix of at least
+        :data:`MIN_PREFIX` characters among this user's jobs (looked up through the list endpoint).
+
+        Raises:
+          ConveyorError: (404) when no job matches, (409) when several do, listing them.
+        """
+        job_id = job_id.strip().lower()
+        if len(job_id) == 36:
+            return job_id
+        if len(job_id) < MIN_PREFIX:
+            raise ConveyorError(400, {"detail": f"{job_id!r} is too short to name a job; give at least "
+                                                f"{MIN_PREFIX} characters of its id"})
+        matches = [job["id"] for job in self.iter_jobs(limit=100) if job["id"].startswith(job_id)]
+        if not matches:
+            raise ConveyorError(404, {"detail": f"none of your jobs has an id starting with {job_id}"})
+        if len(matches) > 1:
+            raise ConveyorError(409, {"detail": f"{job_id} is the start of {len(matches)} job ids: "
+                                                + ", ".join(matches) + "; give more characters"})
+        return matches[0]
 
     def iter_jobs(self, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every job matching ``filters``, following the cursor."""
@@ -103,10 +149,10 @@ class Client:
                 return
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/jobs/{job_id}/cancel").json()
+        return self._json("POST", f"/api/jobs/{job_id}/cancel")
 
     def retry(self, job_id: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/jobs/{job_id}/retry").json()
+        return self._json("POST", f"/api/jobs/{job_id}/retry")
 
     def events(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The job's Server-Sent Events as ``(kind, job)``, until a terminal status ends the stream."""
@@ -156,7 +202,7 @@ class Client:
             headers: dict[str, str] = {"If-None-Match": etag} if etag else {}
             response = self._request("GET", f"/api/jobs/{job_id}", headers=headers)
             if response.status_code == 200:
-                job, etag = response.json(), response.headers.get("ETag")
+                job, etag = self._parse(response, f"/api/jobs/{job_id}"), response.headers.get("ETag")
                 if progress:
                     progress(job)
             assert job is not None
@@ -174,32 +220,41 @@ class Client:
             path = Path(file)
             with path.open("rb") as handle:
                 return self.upload(handle, filename=filename or path.name)
-        response = self._request("POST", "/api/files", files={"file": (filename or "upload", file)})
-        stored = response.json()
+        stored = self._json("POST", "/api/files", files={"file": (filename or "upload", file)})
         return {**stored, "ref": f"file:{stored['id']}"}
 
     def download(self, file_id_or_url: str, dest: str | Path) -> Path:
         """Save a file (an id or a ``/api/files/<id>`` URL from a job result) to ``dest``."""
-        path = file_id_or_url if file_id_or_url.startswith("/") else f"/api/files/{file_id_or_url}"
         target = Path(dest)
-        with self._http.stream("GET", path) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise _error(response)
-            with target.open("wb") as out:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
+        with target.open("wb") as out:
+            for chunk in self._download_chunks(file_id_or_url):
+                out.write(chunk)
         return target
 
+    def download_bytes(self, file_id_or_url: str) -> bytes:
+        """A file's bytes (an id or a ``/api/files/<id>`` URL from a job result); for small files."""
+        return b"".join(self._download_chunks(file_id_or_url))
+
+    def _download_chunks(self, file_id_or_url: str) -> Iterator[bytes]:
+        path = file_id_or_url if file_id_or_url.startswith("/") else f"/api/files/{file_id_or_url}"
+        try:
+            with self._http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+
     def pipelines(self) -> builtins.list[dict[str, Any]]:
-        return self._request("GET", "/api/pipelines").json()["pipelines"]
+        return self._json("GET", "/api/pipelines")["pipelines"]
 
     def stats(self) -> dict[str, Any]:
-        return self._request("GET", "/api/stats").json()
+        return self._json("GET", "/api/stats")
 
     def notifications(self, *, mark_seen: bool = True) -> builtins.list[dict[str, Any]]:
         params = {"mark_seen": str(mark_seen).lower()}
-        return self._request("GET", "/api/notifications", params=params).json()["notifications"]
+        return self._json("GET", "/api/notifications", params=params)["notifications"]
 
 
 def _error(response: httpx.Response) -> ConveyorError:
@@ -208,7 +263,8 @@ def _error(response: httpx.Response) -> ConveyorError:
         if not isinstance(problem, dict):
             problem = {"detail": str(problem)}
     except ValueError:
-        problem = {"detail": response.text[:200] or response.reason_phrase}
+        problem = {"detail": f"{response.reason_phrase}, and the answer is not Conveyor's JSON; is CONVEYOR_URL "
+                             f"the address of a Conveyor server?"}
     error = ConveyorError(response.status_code, problem)
     if "Retry-After" in response.headers:
         try:

@@ -71,6 +71,7 @@ class Settings:
     limits: Mapping[str, int] = field(default_factory=dict)  #: provider -> concurrent calls
     #: the workers have ``conveyor[local]`` though this process may not (a slim web in front of them)
     workers_have_local: bool = False
+    notes_model: str | None = None  #: a chat model at OPENAI_BASE_URL (e.g. self-hosted) that writes the notes
 
     def secret(self, name: str) -> str | None:
         """Return the provider credential ``name`` (e.g. ``openai_api_key``), or None when unset."""
@@ -192,6 +193,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         s3_endpoint_url=environ.get("S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,
         fetch_allow_loopback=environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"),
         workers_have_local=environ.get("CONVEYOR_WORKERS_HAVE_LOCAL", "").lower() in ("1", "true", "yes"),
+        notes_model=environ.get("CONVEYOR_NOTES_MODEL") or None,
         limits={
             k[len("CONVEYOR_LIMIT_") :].lower(): _int(environ, k, 4)
             for k in environ

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from actors.audio_stages import (
     clean_audio,
@@ -17,15 +17,28 @@ from actors.audio_stages import (
     transcribe_chunk,
 )
 from pipelines.definition import Pipeline, Step, fan_out, stage
-from pipelines.inputs import ChunkSeconds, FileRef, Language, StrictInput, file_field
+from pipelines.inputs import FILE_REF, ChunkSeconds, FileRef, Glossary, Language, StrictInput, file_field
+
+#: The longest transcript ``lecture_notes`` takes instead of audio (characters).
+MAX_TRANSCRIPT_CHARS = 200_000
 
 
 class LectureNotesInput(StrictInput):
-    """Input of ``lecture_notes``."""
+    """Input of ``lecture_notes``: the recording (``audio``) or its text (``transcript``)."""
 
-    audio: FileRef = file_field("The lecture recording")
+    audio: FileRef | None = Field(None, description=f"The lecture recording: {FILE_REF}. Or give `transcript`.")
+    transcript: str | None = Field(None, min_length=1, max_length=MAX_TRANSCRIPT_CHARS,
+                                   description="The lecture's text, instead of `audio`: the audio stages then "
+                                               "pass it through.")
     language: Language = None
     chunk_seconds: ChunkSeconds = None
+    glossary: Glossary = None
+
+    @model_validator(mode="after")
+    def _audio_or_transcript(self) -> LectureNotesInput:
+        if (self.audio is None) == (self.transcript is None or not self.transcript.strip()):
+            raise ValueError("give `audio` (a recording) or `transcript` (its text): one of the two")
+        return self
 
 
 class SubtitlesInput(StrictInput):
@@ -35,6 +48,7 @@ class SubtitlesInput(StrictInput):
     format: Literal["srt", "vtt"] = Field("srt", description="Subtitle format.")
     language: Language = None
     chunk_seconds: ChunkSeconds = None
+    glossary: Glossary = None
 
 
 class AudioInput(StrictInput):
@@ -47,6 +61,9 @@ def _transcription(weight: float) -> list[Step]:
     """The steps both transcribing pipelines start with, so they chunk and transcribe alike.
 
     ``weight`` is the transcription's share of the job's progress; preparing and splitting count 5 each.
+    A ``lecture_notes`` job given a ``transcript`` instead of audio runs the same steps: each passes the
+    text through at once (prepare keeps it, split cuts it into chunks of sentences, transcribe hands
+    them on), so one pipeline serves both inputs.
     """
     return [
         stage(prepare_audio, name="prepare", weight=5),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from pipelines.urls import URL_VALUE
@@ -36,6 +36,31 @@ FileRef = Annotated[str, AfterValidator(_names_a_file), Field(json_schema_extra=
 Language = Annotated[str | None, Field(description="ISO 639-1 code of the spoken language (detected if unset).")]
 #: How long the pieces of a recording to transcribe are.
 ChunkSeconds = Annotated[float | None, Field(ge=10, le=600, description="Target chunk length in seconds (60).")]
+
+
+#: The most glossary terms, and the longest term (characters).
+MAX_GLOSSARY_TERMS = 100
+MAX_GLOSSARY_TERM_CHARS = 60
+
+
+def _split_terms(value: Any) -> Any:
+    # A form field or a command line gives "a, b, c"; a list stays a list. Blank terms are dropped.
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list):
+        return [t.strip() if isinstance(t, str) else t for t in value if not (isinstance(t, str) and not t.strip())]
+    return value
+
+
+#: Terms a recording uses (names, jargon), to transcribe and spell them right.
+Glossary = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=MAX_GLOSSARY_TERM_CHARS)]] | None,
+    BeforeValidator(_split_terms),
+    Field(max_length=MAX_GLOSSARY_TERMS,
+          description=f"Up to {MAX_GLOSSARY_TERMS} terms the speaker uses (each up to {MAX_GLOSSARY_TERM_CHARS} "
+                      "characters), spelled as they should be written: they guide the transcription, and the "
+                      "notes use their spelling. A list, or one comma-separated string."),
+]
 
 
 def file_field(what: str) -> Any:

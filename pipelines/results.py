@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import mimetypes
-from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actors.storage import REF_PREFIX, get_storage, key_of
+from actors.storage import REF_PREFIX, get_storage, key_of, output_name
 from pipelines.jobrow import JobRow
 from pipelines.models import StoredFile
 
@@ -44,7 +43,7 @@ def finalize_result(session: Session, job: JobRow, output: Any) -> dict[str, Any
                 known[key] = existing.id
             else:
                 stored = StoredFile(
-                    user_id=job.user_id, job_id=job.id, key=key, filename=PurePosixPath(key).name,
+                    user_id=job.user_id, job_id=job.id, key=key, filename=output_name(key),
                     content_type=mimetypes.guess_type(key)[0] or "application/octet-stream", size=_size(key),
                 )
                 session.add(stored)

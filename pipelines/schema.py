@@ -45,3 +45,16 @@ def analyze(database_url: str) -> None:
 
 def downgrade(database_url: str | None = None, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def is_current(database_url: str | None = None) -> bool:
+    """Whether the database exists and is at the newest revision (False for one without tables)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from pipelines.db import get_engine, make_engine
+
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    engine = make_engine(database_url) if database_url else get_engine()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head

@@ -41,12 +41,16 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def create_user(name: str) -> NewUser:
     """Create a user and return it with a fresh bearer token."""
     name = name.strip()
     if not name:
         raise ValueError("a user needs a name")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = _new_token()
     with transaction() as session:
         user = User(name=name[:200], token_hash=hash_token(token))
         session.add(user)
@@ -91,3 +95,24 @@ def user_count() -> int:
 
     with transaction() as session:
         return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+def first_user_name() -> str | None:
+    """The name of the oldest user, or None when there is none."""
+    with transaction() as session:
+        return session.scalar(select(User.name).order_by(User.created_at, User.id).limit(1))
+
+
+def replace_token(name: str) -> NewUser | None:
+    """Give the (oldest) user called ``name`` a fresh token; the old one stops working. None when no
+    user has that name. (A user holds one token: only its hash is kept, so it cannot be shown again.)"""
+    token = _new_token()
+    with transaction() as session:
+        user = session.scalars(select(User).where(User.name == name.strip())
+                               .order_by(User.created_at, User.id).limit(1)).one_or_none()
+        if user is None:
+            return None
+        user.token_hash = hash_token(token)
+        found = NewUser(id=user.id, name=user.name, token=token)
+    forget_cached_tokens()
+    return found

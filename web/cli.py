@@ -12,10 +12,43 @@ from pathlib import Path
 
 import click
 
+from conveyor.client import ConveyorError
 from conveyor.config import ConfigError, settings
 
 
-@click.group()
+def _database_problem(exc: Exception) -> str:
+    """One line about a database error, with what to do about it (the URL without its password)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        where = make_url(settings().database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for the message
+        where = "the database"
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if "no such table" in text or ("relation" in text and "does not exist" in text):
+        return f"{where} has no tables yet: run `conveyor db upgrade` first ({text})"
+    return f"cannot use {where} ({text}); check DATABASE_URL, then run `conveyor db upgrade`"
+
+
+class _Main(click.Group):
+    """The ``conveyor`` group: a server or database problem ends in one line and exit code 1, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        import httpx
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return super().invoke(ctx)
+        except ConveyorError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise click.ClickException(f"cannot talk to the server ({exc}); check CONVEYOR_URL, e.g. "
+                                       f"http://127.0.0.1:5000") from None
+        except SQLAlchemyError as exc:
+            raise click.ClickException(_database_problem(exc)) from None
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """Conveyor: durable background pipelines for slow AI media work."""
     try:
@@ -89,15 +122,58 @@ def users() -> None:
     """Users and their API tokens."""
 
 
+def _ready_database() -> None:
+    """Make sure the job store has its tables: SQLite (the local default) is created or upgraded here;
+    any other database must have been upgraded with ``conveyor db upgrade``. Folders made for a SQLite
+    database that could not be created are removed again."""
+    import shutil
+
+    from pipelines.db import dispose_all
+    from pipelines.schema import is_current, upgrade
+
+    url = settings().database_url
+    if not url.startswith("sqlite"):
+        if not is_current():
+            raise click.ClickException("the database has no tables or an old schema: run `conveyor db upgrade`")
+        return
+    path = Path(url.split("///", 1)[-1])
+    missing = next((p for p in reversed([path.parent, *path.parent.parents]) if not p.exists()), None)
+    try:
+        upgrade()
+    except Exception:
+        dispose_all()
+        if missing is not None:
+            shutil.rmtree(missing, ignore_errors=True)
+        raise
+
+
 @users.command("create")
 @click.argument("name")
 def users_create(name: str) -> None:
     """Create a user; prints its token alone on the last line (it is shown only once)."""
     from pipelines.users import create_user
 
+    _ready_database()
     user = create_user(name)
     click.echo(f"Created user {user.name} ({user.id}). Its token:")
     click.echo(user.token)
+
+
+@users.command("link")
+@click.argument("name")
+def users_link(name: str) -> None:
+    """A dashboard sign-in link for the user NAME, with a new token (its previous token stops working)."""
+    from pipelines.users import replace_token
+    from web.devserver import save_token, sign_in_link
+
+    _ready_database()
+    user = replace_token(name)
+    if user is None:
+        raise click.ClickException(f"no user is called {name!r}; `conveyor users create {name}` makes one")
+    save_token(user.name, user.token)
+    click.echo(f"Open this link to sign in as {user.name} (it holds a new token; the previous one no longer "
+               f"works):")
+    click.echo(sign_in_link(user.token))
 
 
 @main.command()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,10 @@ import click
 
 from conveyor.client import TERMINAL, Client, ConveyorError
 from conveyor.config import settings
+from conveyor.render import readable
+
+#: The JSON Schema ``format`` of a file input (as :data:`pipelines.inputs.FILE_FORMAT`).
+FILE_FORMAT = "conveyor-file"
 
 
 def make_client() -> Client:
@@ -22,20 +28,93 @@ def make_client() -> Client:
     return Client(url, token)
 
 
-def parse_value(raw: str, client: Client) -> Any:
-    """A ``key=value`` value: ``@path`` or an existing file is uploaded, JSON is parsed, else a string."""
-    if raw.startswith("@") or (raw and not raw.startswith(("http://", "https://")) and Path(raw).is_file()):
-        path = Path(raw[1:] if raw.startswith("@") else raw)
-        if not path.is_file():
-            raise click.BadParameter(f"no such file: {path}")
-        try:
-            return client.upload(path)["ref"]
-        except ConveyorError as exc:
-            raise click.ClickException(f"{path} was not uploaded: {exc}") from None
+#: The longest value that is looked up as a local file name.
+_MAX_PATH = 4096
+
+
+def input_fields(client: Client, pipeline: str) -> dict[str, str]:
+    """The kind of each input field of ``pipeline``: ``file``, ``string``, ``list`` or ``other``
+    (empty when the pipeline is unknown or declares no fields: the server then says what is wrong)."""
+    try:
+        described = next((p for p in client.pipelines() if p["name"] == pipeline), None)
+    except ConveyorError as exc:
+        if exc.status == 0:
+            raise
+        return {}
+    kinds: dict[str, str] = {}
+    for name, schema in ((described or {}).get("input_schema") or {}).get("properties", {}).items():
+        options = [schema, *schema.get("anyOf", [])]
+        if any(o.get("format") == FILE_FORMAT for o in options):
+            kinds[name] = "file"
+        elif any(o.get("type") == "array" for o in options):
+            kinds[name] = "list"
+        elif any(o.get("type") == "string" for o in options) and not any(
+                o.get("type") in ("number", "integer", "boolean", "object") for o in options):
+            kinds[name] = "string"
+        else:
+            kinds[name] = "other"
+    return kinds
+
+
+def _is_local_file(raw: str) -> bool:
+    if not raw or len(raw) > _MAX_PATH or "\n" in raw or "\0" in raw or raw.startswith(("http://", "https://")):
+        return False
+    try:
+        return Path(raw).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, say
+        return False
+
+
+def _upload(client: Client, source: Path | bytes, name: str) -> str:
+    try:
+        if isinstance(source, bytes):
+            return str(client.upload(io.BytesIO(source), filename=name)["ref"])
+        return str(client.upload(source)["ref"])
+    except ConveyorError as exc:
+        if exc.status == 0:
+            raise
+        raise click.ClickException(f"{name} was not uploaded: {exc}") from None
+
+
+def _typed(raw: str, kind: str | None) -> Any:
+    if kind == "string":
+        return raw
     try:
         return json.loads(raw)
     except ValueError:
+        if kind == "list":
+            return [part.strip() for part in raw.split(",") if part.strip()]
         return raw
+
+
+def parse_value(raw: str, client: Client, kind: str | None = None) -> Any:
+    """A ``key=value`` value for a field of ``kind`` (see :func:`input_fields`; None when unknown).
+
+    ``@path`` reads a file: uploaded for a file field or an undeclared one, its text for any other
+    (parsed as for a plain value). ``@-`` reads standard input the same way. A plain value is uploaded
+    only when the field is a file field and the value names an existing file; otherwise it is kept as
+    text for a text field, or parsed as JSON when it is JSON (a list field also takes ``a,b,c``).
+    """
+    if raw.startswith("@"):
+        name = raw[1:]
+        if name == "-":
+            data = sys.stdin.buffer.read()
+            if kind in ("file", None):
+                return _upload(client, data, "stdin")
+            return _typed(data.decode("utf-8", errors="replace"), kind)
+        path = Path(name)
+        if not _is_local_file(name):
+            raise click.BadParameter(f"no such file: {path}")
+        if kind in ("file", None):
+            return _upload(client, path, str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {path} as text: {exc}") from None
+        return _typed(text, kind)
+    if kind == "file" and _is_local_file(raw):
+        return _upload(client, Path(raw), raw)
+    return _typed(raw, kind)
 
 
 def _echo_json(value: Any) -> None:
@@ -47,7 +126,21 @@ def _fail(exc: ConveyorError) -> click.ClickException:
 
 
 def follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
-    """Show a progress bar with the step text until the job ends; returns the finished job."""
+    """Show the job's progress until it ends; returns the finished job.
+
+    In a terminal, a progress bar with the step text; otherwise one line per change of step.
+    """
+    if not sys.stdout.isatty():
+        last = {"step": None}
+
+        def line(current: dict[str, Any]) -> None:
+            step = current.get("step") or current["status"]
+            if step != last["step"]:
+                last["step"] = step
+                click.echo(f"{float(current.get('progress') or 0):5.1f}%  {step}")
+
+        return client.wait(job["id"], progress=line)
+
     step = {"text": job.get("step") or ""}
     done = {"percent": 0}
     bar: Any
@@ -86,19 +179,26 @@ def register(main: click.Group) -> None:
     @click.argument("pipeline")
     @click.argument("values", nargs=-1)
     @click.option("--wait", is_flag=True, help="Show progress until the job ends, then print its result.")
+    @click.option("--json", "as_json", is_flag=True, help="With --wait: print the result as raw JSON.")
     @click.option("--project", "project_id", default=None, help="A project id to group jobs.")
     @click.option("--webhook", "webhook_url", default=None, help="https:// URL told when the job ends.")
     @click.option("--idempotency-key", default=None, help="Repeat-safe submission key.")
-    def submit(pipeline: str, values: tuple[str, ...], wait: bool, project_id: str | None,
+    def submit(pipeline: str, values: tuple[str, ...], wait: bool, as_json: bool, project_id: str | None,
                webhook_url: str | None, idempotency_key: str | None) -> None:
-        """Start a PIPELINE job from key=value inputs (local files are uploaded; values may be JSON)."""
+        """Start a PIPELINE job from key=value inputs.
+
+        A value is text, or JSON when it parses as JSON. ``key=@path`` reads a file: uploaded for a file
+        field, its text for a text field; ``key=@-`` reads standard input. A plain value that names an
+        existing file is uploaded when the field is a file field. A list field takes ``a,b,c``.
+        """
         with make_client() as client:
+            kinds = input_fields(client, pipeline)
             data: dict[str, Any] = {}
             for pair in values:
                 key, sep, raw = pair.partition("=")
                 if not sep or not key:
-                    raise click.BadParameter(f"{pair!r} is not key=value")
-                data[key] = parse_value(raw, client)
+                    raise click.BadParameter(f"{pair[:80]!r} is not key=value")
+                data[key] = parse_value(raw, client, kinds.get(key))
             try:
                 job = client.submit(pipeline, data, project_id=project_id, webhook_url=webhook_url,
                                     idempotency_key=idempotency_key)
@@ -106,22 +206,26 @@ def register(main: click.Group) -> None:
                     click.echo(f"Started {pipeline} job (status {job['status']}); its id:")
                     click.echo(job["id"])
                     return
+                click.echo(f"Started {pipeline} job {job['id']}")
                 done = follow(client, job)
+                if done["status"] != "completed":
+                    click.echo("\n".join(_status_lines(done)), err=True)
+                    raise click.ClickException(f"job {done['id']} {done['status']}")
+                if as_json:
+                    _echo_json(done["result"])
+                else:
+                    click.echo(readable(done["result"], client.base_url))
             except ConveyorError as exc:
                 raise _fail(exc) from None
-        if done["status"] != "completed":
-            click.echo("\n".join(_status_lines(done)), err=True)
-            raise click.ClickException(f"job {done['id']} {done['status']}")
-        _echo_json(done["result"])
 
     @main.command()
     @click.argument("job_id")
     @click.option("--json", "as_json", is_flag=True, help="Print the job JSON.")
     def status(job_id: str, as_json: bool) -> None:
-        """Show a job: status, progress, stages, error and result."""
+        """Show a job (its id, or 8 or more of its first characters): status, progress, stages, error, result."""
         with make_client() as client:
             try:
-                job = client.get(job_id)
+                job = client.get(client.resolve(job_id))
             except ConveyorError as exc:
                 raise _fail(exc) from None
         if as_json:
@@ -130,7 +234,7 @@ def register(main: click.Group) -> None:
         click.echo("\n".join(_status_lines(job)))
         if job.get("result") is not None:
             click.echo("result:")
-            _echo_json(job["result"])
+            click.echo(readable(job["result"], os.environ.get("CONVEYOR_URL") or ""))
 
     @main.command()
     @click.option("--status", "status_filter", default=None, help="pending, processing, completed, ...")
@@ -155,7 +259,7 @@ def register(main: click.Group) -> None:
         def command(job_id: str) -> None:
             with make_client() as client:
                 try:
-                    job = getattr(client, action)(job_id)
+                    job = getattr(client, action)(client.resolve(job_id))
                 except ConveyorError as exc:
                     raise _fail(exc) from None
             click.echo(f"{job['id']} {job['status']}" + ("" if job["status"] in TERMINAL else

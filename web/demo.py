@@ -8,24 +8,10 @@ from typing import Any
 
 import click
 
+from conveyor.render import notes_markdown
+
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "lecture.mp3"
 TERMINAL = ("completed", "failed", "canceled")
-
-
-def _print_notes(result: dict[str, Any]) -> None:
-    click.secho(f"\n{result['title']}", bold=True)
-    click.echo(f"\n{result['summary']}\n")
-    for section in result.get("sections", []):
-        click.secho(section["heading"], bold=True)
-        click.echo(f"  {section['content']}\n")
-    if result.get("key_takeaways"):
-        click.secho("Key takeaways", bold=True)
-        for takeaway in result["key_takeaways"]:
-            click.echo(f"  - {takeaway}")
-    if result.get("definitions"):
-        click.secho("\nDefinitions", bold=True)
-        for item in result["definitions"]:
-            click.echo(f"  {item['term']}: {item['definition']}")
 
 
 def run_demo(*, threads: int, sample: Path = SAMPLE) -> int:
@@ -33,16 +19,18 @@ def run_demo(*, threads: int, sample: Path = SAMPLE) -> int:
     from pipelines.files import save_upload
     from pipelines.jobs import get_job, start_job
     from pipelines.schema import upgrade
-    from pipelines.users import create_user
-    from web.devserver import start_embedded_worker
+    from pipelines.users import user_for_token
+    from web.devserver import sign_in_link, sign_in_token, start_embedded_worker
 
     upgrade()
     worker = start_embedded_worker(threads)
     try:
-        user = create_user("demo")
+        token = sign_in_token("demo")  # the same demo user, and the same token, on every run
+        user_id = user_for_token(token)
+        assert user_id is not None
         with sample.open("rb") as stream:
-            upload = save_upload(stream, filename=sample.name, user_id=user.id, max_bytes=50 * 1024 * 1024)
-        job = start_job(pipeline="lecture_notes", input={"audio": f"file:{upload['id']}"}, user_id=user.id)
+            upload = save_upload(stream, filename=sample.name, user_id=user_id, max_bytes=50 * 1024 * 1024)
+        job = start_job(pipeline="lecture_notes", input={"audio": f"file:{upload['id']}"}, user_id=user_id)
         click.echo(f"Started job {job['id']} (lecture_notes on {sample.name})")
         state = {"step": job["step"] or ""}
         bar: Any
@@ -60,7 +48,8 @@ def run_demo(*, threads: int, sample: Path = SAMPLE) -> int:
     if job["status"] != "completed":
         click.secho(f"The job {job['status']}: {job['error']}", fg="red", err=True)
         return 1
-    _print_notes(job["result"])
+    click.echo()
+    click.echo(notes_markdown(job["result"]))
     click.echo("\nSee it in the dashboard: run `make dev`, then open")
-    click.echo(f"  http://127.0.0.1:5000/#token={user.token}")
+    click.echo(f"  {sign_in_link(token)}")
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
+from pathlib import Path
 
 import click
 import dramatiq
@@ -25,15 +27,57 @@ def start_embedded_worker(threads: int) -> dramatiq.Worker:
     return worker
 
 
-def first_user_link(host: str, port: int) -> str | None:
-    """On a fresh database, create a user and return the dashboard link that signs it in."""
-    from pipelines.users import create_user, user_count
+def _token_file(name: str) -> Path:
+    return Path(settings().var_dir) / "tokens" / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "_")
 
-    if user_count():
+
+def sign_in_token(name: str) -> str:
+    """A working token of the user ``name`` on this machine, for sign-in links.
+
+    The token last made here is kept under ``var/tokens/`` (readable by its owner only) and used again
+    while it still works, so each run of ``make dev`` or ``make demo`` does not replace it. Otherwise the
+    user gets a new token (its old one stops working), or is created when no user has that name.
+    """
+    from pipelines.users import create_user, replace_token
+
+    token = saved_token(name)
+    if token is not None:
+        return token
+    user = replace_token(name) or create_user(name)
+    save_token(name, user.token)
+    return user.token
+
+
+def saved_token(name: str) -> str | None:
+    """The sign-in token kept on this machine for ``name``, while it still works."""
+    from pipelines.users import user_for_token
+
+    path = _token_file(name)
+    if not path.is_file():
         return None
-    user = create_user("dev")
+    token = path.read_text().strip()
+    return token if user_for_token(token) is not None else None
+
+
+def save_token(name: str, token: str) -> None:
+    """Keep ``token`` as the sign-in token of ``name`` on this machine (see :func:`sign_in_token`)."""
+    path = _token_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+
+
+def sign_in_link(token: str, host: str = "127.0.0.1", port: int | None = None) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://{shown}:{port}/#token={user.token}"
+    return f"http://{shown}:{port or settings().port}/#token={token}"
+
+
+def first_user_link(host: str, port: int) -> tuple[str, str]:
+    """The first user's name and a dashboard link that signs it in (a user ``dev`` is made on a fresh database)."""
+    from pipelines.users import first_user_name
+
+    name = first_user_name() or "dev"
+    return name, sign_in_link(sign_in_token(name), host, port)
 
 
 def run_dev(host: str, port: int, threads: int) -> None:
@@ -47,11 +91,17 @@ def run_dev(host: str, port: int, threads: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     worker = start_embedded_worker(threads)
     app = create_app()
-    link = first_user_link(host, port)
+    from pipelines.users import first_user_name
+
+    existing = first_user_name()
+    replaced = existing is not None and saved_token(existing) is None
+    name, link = first_user_link(host, port)
     click.echo(f"Conveyor is running at http://{host}:{port}/ with {threads} worker threads")
-    if link:
-        click.echo("A first user 'dev' was created; open this link to sign in (it holds the token):")
-        click.echo(link)
+    click.echo(f"Sign in as {name} with this link (it holds the token):")
+    click.echo(link)
+    if replaced:
+        click.echo(f"({name} was given a new token for it: a token {name} was given before no longer works.)")
+    click.echo(f"(`conveyor users link {name}` makes a new link any time.)")
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:

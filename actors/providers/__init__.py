@@ -77,12 +77,15 @@ def choose(capability: str, default_cloud_key_name: str | None = None, *, cloud:
       cloud: that cloud provider's name, when it differs from the key's prefix.
 
     Returns:
-      the override when set, else the cloud provider when its key is set, else ``"local"``.
+      the override when set, else the cloud provider when its key is set (for ``summarize`` also when
+      ``CONVEYOR_NOTES_MODEL`` names a model), else ``"local"``.
     """
     config = settings()
     override = config.provider.get(capability.lower())
     if override:
         return override
+    if capability == "summarize" and config.notes_model:  # a chat model at OPENAI_BASE_URL, maybe self-hosted
+        return "openai"
     if default_cloud_key_name is None and capability in CLOUD:
         default_cloud_key_name, cloud = CLOUD[capability]
     if default_cloud_key_name and config.secret(default_cloud_key_name):
@@ -167,18 +170,19 @@ def require(capability: str, provider: str) -> None:
         )
 
 
-def openai_client() -> Any:
+def openai_client(*, keyless: bool = False) -> Any:
     """An ``openai.OpenAI`` client from configuration (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``).
 
-    The SDK does not retry (``max_retries=0``): the engine retries with its own policy.
+    The SDK does not retry (``max_retries=0``): the engine retries with its own policy. ``keyless``
+    allows no key, for a self-hosted OpenAI-compatible server (llama.cpp, vLLM, Ollama) that needs none.
 
     Raises:
-      PermanentError: when no OpenAI key is configured.
+      PermanentError: when no OpenAI key is configured (and ``keyless`` is false).
     """
     import openai
 
     config = settings()
-    key = config.secret("openai_api_key")
+    key = config.secret("openai_api_key") or ("no-key" if keyless else None)
     if not key:
         raise PermanentError("the OpenAI provider needs OPENAI_API_KEY", code="provider_auth")
     return openai.OpenAI(api_key=key, base_url=config.base_url("OPENAI_BASE_URL"), max_retries=0,

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from actors.glossary import prompt, respell
 from actors.media import decode_pcm, encode_audio, is_silent
 from actors.providers import openai_client, pick
 from conveyor.config import settings
@@ -66,6 +67,22 @@ class Transcript:
             [Word(w.start + offset, w.end + offset, w.text) for w in self.words],
             self.language,
         )
+
+    def respelled(self, glossary: list[str] | None) -> Transcript:
+        """The same transcript with the glossary's terms in the glossary's spelling (text, segments and
+        the words of one-word terms)."""
+        if not glossary:
+            return self
+        return Transcript(
+            respell(self.text, glossary),
+            [Segment(s.start, s.end, respell(s.text, glossary)) for s in self.segments],
+            [Word(w.start, w.end, respell(w.text, glossary)) for w in self.words],
+            self.language,
+        )
+
+    @property
+    def word_count(self) -> int:
+        return len(self.text.split())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,10 +145,13 @@ def whisper_model() -> Any:
         return _model
 
 
-def transcribe_whisper(path: Path, *, language: str | None = None, on_progress: Progress | None = None) -> Transcript:
+def transcribe_whisper(path: Path, *, language: str | None = None, on_progress: Progress | None = None,
+                       glossary: list[str] | None = None) -> Transcript:
     """Transcribe ``path`` with the local Whisper *base* model, with word timings.
 
-    ``on_progress`` receives the fraction of the audio done as segments come out of the model.
+    ``on_progress`` receives the fraction of the audio done as segments come out of the model. The
+    ``glossary`` is Whisper's initial prompt, a punctuated sentence, so the model keeps writing
+    punctuation (its ``hotwords`` option made it drop punctuation, which the notes need).
     """
     samples = decode_pcm(path)
     if is_silent(samples):
@@ -139,7 +159,7 @@ def transcribe_whisper(path: Path, *, language: str | None = None, on_progress: 
     audio = samples.astype("float32") / 32768.0
     segments_iter, info = whisper_model().transcribe(
         audio, language=language, word_timestamps=True, vad_filter=True, beam_size=5,
-        condition_on_previous_text=False,
+        condition_on_previous_text=False, initial_prompt=prompt(glossary),
     )
     segments: list[Segment] = []
     words: list[Word] = []
@@ -163,9 +183,11 @@ _FILLERS = re.compile(r"^(<.*>|\[.*\])$")
 _PAUSE = 0.5  #: s of silence that ends a pocketsphinx segment
 
 
-def transcribe_pocketsphinx(path: Path, *, language: str | None = None,
-                            on_progress: Progress | None = None) -> Transcript:
-    """Transcribe ``path`` with pocketsphinx's bundled US English model (light, less accurate)."""
+def transcribe_pocketsphinx(path: Path, *, language: str | None = None, on_progress: Progress | None = None,
+                            glossary: list[str] | None = None) -> Transcript:
+    """Transcribe ``path`` with pocketsphinx's bundled US English model (light, less accurate).
+
+    It takes no prompt: the ``glossary`` only respells its output (in :func:`transcribe`)."""
     from pocketsphinx import Decoder
 
     samples = decode_pcm(path)
@@ -197,8 +219,10 @@ def transcribe_pocketsphinx(path: Path, *, language: str | None = None,
 # --- OpenAI -----------------------------------------------------------------------------------------
 
 
-def transcribe_openai(path: Path, *, language: str | None = None, on_progress: Progress | None = None) -> Transcript:
-    """Transcribe ``path`` with OpenAI's ``whisper-1`` (verbose JSON with word and segment timings).
+def transcribe_openai(path: Path, *, language: str | None = None, on_progress: Progress | None = None,
+                      glossary: list[str] | None = None) -> Transcript:
+    """Transcribe ``path`` with OpenAI's ``whisper-1`` (verbose JSON with word and segment timings);
+    the ``glossary`` goes as its ``prompt``.
 
     A file over the 25 MB upload limit is re-encoded to a small mono Opus file first.
     Errors of the SDK propagate; :func:`actors.errors.classify` sorts them into retryable or not.
@@ -210,6 +234,8 @@ def transcribe_openai(path: Path, *, language: str | None = None, on_progress: P
         options: dict[str, Any] = {}
         if language:
             options["language"] = language
+        if glossary:
+            options["prompt"] = prompt(glossary)
         with upload.open("rb") as handle:
             result = openai_client().audio.transcriptions.create(
                 model="whisper-1", file=(upload.name, handle), response_format="verbose_json",
@@ -228,8 +254,9 @@ PROVIDERS = {
 }
 
 
-def transcribe(path: Path, *, language: str | None = None, on_progress: Progress | None = None) -> Transcript:
+def transcribe(path: Path, *, language: str | None = None, on_progress: Progress | None = None,
+               glossary: list[str] | None = None) -> Transcript:
     """Transcribe ``path`` with the configured provider (``CONVEYOR_PROVIDER_TRANSCRIBE``, else OpenAI
-    when ``OPENAI_API_KEY`` is set, else local Whisper)."""
+    when ``OPENAI_API_KEY`` is set, else local Whisper), guided by ``glossary`` and in its spelling."""
     provider = pick("transcribe", PROVIDERS)
-    return provider(path, language=language, on_progress=on_progress)
+    return provider(path, language=language, on_progress=on_progress, glossary=glossary).respelled(glossary)

@@ -46,10 +46,30 @@ def fill_schema(schema: dict[str, Any], words: list[str]) -> Any:
     return " ".join(words[:6]) or "text"
 
 
+def _schema_in(prompt: str) -> dict[str, Any] | None:
+    """The JSON Schema a prompt spells out after its last "JSON Schema" (as a self-hosted model reads it)."""
+    at = prompt.rfind("JSON Schema")
+    start = prompt.find("{", at) if at >= 0 else -1
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(prompt[start:])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def openai_blueprint(*, transcript: str = "Welcome to the lecture. An atom is the smallest unit of matter.",
-                     language: str = "english", chat_content: str | None = None) -> Blueprint:
-    """The blueprint; ``transcript`` is what every upload "says", ``chat_content`` overrides chat answers."""
+                     language: str = "english", chat_content: str | None = None,
+                     ignore_response_format: bool = False, answers: list[str] | None = None) -> Blueprint:
+    """The blueprint; ``transcript`` is what every upload "says", ``chat_content`` overrides chat answers.
+
+    ``ignore_response_format`` acts as a self-hosted server (llama.cpp, vLLM, Ollama) that does not
+    enforce ``response_format``: the JSON comes from the schema written in the prompt, wrapped in prose
+    and a code fence. ``answers`` are served first, one per chat request, in order.
+    """
     bp = Blueprint("openai", __name__)
+    queued = list(answers or [])
 
     @bp.post("/v1/audio/transcriptions")
     def transcriptions():
@@ -92,8 +112,16 @@ def openai_blueprint(*, transcript: str = "Welcome to the lecture. An atom is th
         if not data.get("model") or not data.get("messages"):
             return _error(400, "model and messages are required", param="messages")
         fmt = data.get("response_format") or {}
-        if chat_content is not None:
+        prompt = " ".join(str(m.get("content", "")) for m in data["messages"] if m.get("role") == "user")
+        if queued:
+            content = queued.pop(0)
+        elif chat_content is not None:
             content = chat_content
+        elif ignore_response_format:
+            schema = _schema_in(prompt)
+            words = re.findall(r"[A-Za-z]{4,}", prompt.split("JSON Schema")[0]) or ["notes"]
+            filled = json.dumps(fill_schema(schema, words), indent=2) if schema else "{}"
+            content = f"Sure! Here are the notes you asked for:\n\n```json\n{filled}\n```\n\nAnything else?"
         elif fmt.get("type") == "json_schema":
             prompt = " ".join(str(m.get("content", "")) for m in data["messages"] if m.get("role") == "user")
             words = re.findall(r"[A-Za-z]{4,}", prompt) or ["notes"]

@@ -67,9 +67,9 @@ def test_the_cli_submits_with_a_progress_bar_and_prints_the_result(base_url, use
 
     waited = runner.invoke(main, ["submit", "demo", "items=2", "sleep=0.1", "fail_items=[1]", "--wait"])
     assert waited.exit_code == 0, waited.output
-    assert '"double": 0' in waited.output and '"negated": 0' in waited.output
+    assert "double: 0" in waited.output and "negated: 0" in waited.output
 
-    started = runner.invoke(main, ["submit", "noop_chain", f"audio={SAMPLE}", "note=hello"])
+    started = runner.invoke(main, ["submit", "noop_chain", f"audio=@{SAMPLE}", "note=hello"])
     assert started.exit_code == 0, started.output
     job_id = started.output.strip().splitlines()[-1]
 

@@ -213,3 +213,62 @@ def test_queue_stats_page(page, server: DevServer):
     page.locator("#queues tr[data-queue=default]").wait_for()
     assert "Workers seen" in page.locator("#workers").inner_text()
     assert int(page.locator("[data-count=completed]").inner_text()) >= 0
+
+
+def test_a_toast_tells_when_a_job_finishes_while_the_page_is_open(page, server: DevServer):
+    page.goto(server.sign_in_link)
+    page.get_by_role("heading", name="Jobs").wait_for()
+    page.wait_for_timeout(500)  # the page has marked earlier jobs seen; only this one toasts
+    with api(server) as client:
+        job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 1}}).json()
+    toast = page.locator(f"#toasts .toast[data-job-id='{job['id']}']")
+    toast.wait_for(timeout=30_000)
+    assert "demo completed" in toast.inner_text() and job["id"][:8] in toast.inner_text()
+    toast.get_by_role("link").click()
+    page.wait_for_url(re.compile(f"#/jobs/{job['id']}$"))
+
+
+def test_lecture_notes_show_as_a_document_not_json(page, server: DevServer):
+    text = ("Good morning. Today we look at how a database survives a crash. A write-ahead log is a file where "
+            "the database records every change before it applies it. Copying the changed pages to disk is called "
+            "a checkpoint. To sum up, log first and checkpoint often. Recovery reads the log after a crash.")
+    with api(server) as client:
+        job = client.post("/api/jobs", json={"pipeline": "lecture_notes", "input": {"transcript": text}}).json()
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/jobs/{job['id']}")
+    notes = page.locator("#result #notes")
+    notes.wait_for(timeout=60_000)
+    assert notes.locator("h2").inner_text() == "How a Database Survives a Crash"
+    assert notes.locator("h3", has_text="Key takeaways").count() == 1
+    assert "Log first and checkpoint often." in notes.locator("ul.takeaways").inner_text()
+    assert notes.locator("dl.definitions dt", has_text="Checkpoint").count() == 1
+    assert not page.locator("#result pre.json").is_visible()  # the JSON is there, folded away
+    page.get_by_role("link", name=f"Download lecture-notes-{job['id'][:8]}.md").wait_for()
+
+
+def test_subtitles_show_as_a_cue_list(page, server: DevServer):
+    with api(server) as client:
+        stored = client.post("/api/files", files={"file": ("lecture.mp3", SAMPLE.read_bytes())}).json()
+        job = client.post("/api/jobs", json={"pipeline": "subtitles", "input": {
+            "media": f"file:{stored['id']}", "format": "vtt", "glossary": ["photosynthesis"]}}).json()
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/jobs/{job['id']}")
+    cues = page.locator("#result #cues li.cue")
+    cues.first.wait_for(timeout=240_000)
+    assert cues.count() >= 5
+    first = cues.first.inner_text()
+    assert re.match(r"00:00:\d\d\.\d{3} → 00:00:\d\d\.\d{3} \S", first), first
+    assert "photosynthesis" in page.locator("#result #cues").inner_text().lower()
+    page.get_by_role("link", name="Download subtitles.vtt").wait_for()
+
+
+def test_the_form_takes_a_glossary_as_comma_separated_terms(page, server: DevServer):
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/new/lecture_notes")
+    page.locator("#field-transcript").fill("A write-ahead log is a file where every change is recorded first.")
+    page.locator("#field-glossary").fill("write-ahead log, B-tree ,checkpoint")
+    page.get_by_role("button", name="Start job").click()
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    with api(server) as client:
+        job = client.get(f"/api/jobs/{page.url.split('/')[-1]}").json()
+    assert job["input"]["glossary"] == ["write-ahead log", "B-tree", "checkpoint"]

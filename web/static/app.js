@@ -14,7 +14,7 @@ const TERMINAL = ["completed", "failed", "canceled"];
 const WEBHOOK_SETTLED = ["delivered", "failed"];
 const FILE_URL = /^\/api\/files\/([0-9a-f-]{36})$/;
 
-const page = { token: null, streams: new Map(), timers: [], generation: 0 };
+const page = { token: null, streams: new Map(), timers: [], generation: 0, watching: false };
 
 // --- small helpers -------------------------------------------------------------------------------
 
@@ -369,8 +369,61 @@ function problemBoxes(job) {
 // --- results -------------------------------------------------------------------------------------
 
 function renderResult(section, result) {
-  section.replaceChildren(el("div", { class: "card" }, el("h2", {}, "Result"), renderValue(result),
+  section.replaceChildren(el("div", { class: "card" }, el("h2", {}, "Result"), resultDocument(result),
     el("details", {}, el("summary", {}, "JSON"), el("pre", { class: "json" }, JSON.stringify(result, null, 2)))));
+}
+
+const NOTES_KEYS = ["title", "summary", "sections", "key_takeaways", "definitions"];
+
+// A result as a document: lecture notes as formatted text, subtitles as a cue list, files with players.
+function resultDocument(result) {
+  if (result && NOTES_KEYS.every((key) => key in result)) return notesDocument(result);
+  if (result && typeof result.subtitles_url === "string" && FILE_URL.test(result.subtitles_url)) {
+    return el("div", {}, cueList(result.subtitles_url.match(FILE_URL)[1]), fileView(result.subtitles_url.match(FILE_URL)[1]));
+  }
+  return renderValue(result);
+}
+
+// The notes as the Markdown file writes them: title, summary, sections, takeaways, definitions.
+function notesDocument(notes) {
+  const doc = el("article", { class: "notes", id: "notes" },
+    el("h2", {}, notes.title), el("p", { class: "summary" }, notes.summary),
+    ...notes.sections.flatMap((section) => [el("h3", {}, section.heading), el("p", {}, section.content)]));
+  if (notes.key_takeaways.length) {
+    doc.append(el("h3", {}, "Key takeaways"), el("ul", { class: "takeaways" }, ...notes.key_takeaways.map((t) => el("li", {}, t))));
+  }
+  if (notes.definitions.length) {
+    doc.append(el("h3", {}, "Definitions"), el("dl", { class: "definitions" },
+      ...notes.definitions.flatMap((d) => [el("dt", {}, d.term), el("dd", {}, d.definition)])));
+  }
+  const match = typeof notes.notes_url === "string" && notes.notes_url.match(FILE_URL);
+  if (match) doc.append(fileView(match[1]));
+  if (notes.transcript) doc.append(el("details", {}, el("summary", {}, "Transcript"), el("p", { class: "transcript" }, notes.transcript)));
+  return doc;
+}
+
+// SRT or WebVTT cues: [{start, end, text}].
+function parseCues(text) {
+  const cues = [];
+  for (const block of text.replace(/\r/g, "").split(/\n\s*\n/)) {
+    const lines = block.split("\n").filter((line) => line.trim());
+    const at = lines.findIndex((line) => line.includes("-->"));
+    if (at < 0) continue;
+    const [start, end] = lines[at].split("-->").map((t) => t.trim().split(/\s+/)[0].replace(",", "."));
+    cues.push({ start, end, text: lines.slice(at + 1).join(" ") });
+  }
+  return cues;
+}
+
+function cueList(fileId) {
+  const list = el("ol", { class: "cues", id: "cues" }, el("li", { class: "muted small" }, "Loading subtitles…"));
+  api("POST", `/api/files/${fileId}/link`)
+    .then((file) => fetch(file.link))
+    .then((response) => { if (!response.ok) throw new Error(`HTTP ${response.status}`); return response.text(); })
+    .then((text) => list.replaceChildren(...parseCues(text).map((cue) => el("li", { class: "cue" },
+      el("span", { class: "cue-time muted small" }, `${cue.start} → ${cue.end}`), " ", el("span", {}, cue.text)))))
+    .catch((err) => list.replaceChildren(el("li", { class: "muted" }, `Subtitles unavailable: ${err.message}`)));
+  return list;
 }
 
 function renderValue(value) {
@@ -559,6 +612,35 @@ async function renderStats() {
   every(5000, () => draw().catch(() => {}));
 }
 
+// --- toasts: a job of yours finished while the page is open ---------------------------------------
+
+const TOAST_MS = 10000;
+
+function toast(job) {
+  const box = document.getElementById("toasts");
+  const item = el("div", { class: `toast ${job.status}`, role: "status", "data-job-id": job.id },
+    el("strong", {}, `${job.pipeline} ${job.status}`), " ",
+    el("a", { href: `#/jobs/${job.id}` }, `job ${job.id.slice(0, 8)}`),
+    job.error ? el("div", { class: "small" }, `${job.error.code}: ${job.error.message}`) : "",
+    el("button", { type: "button", class: "link", "aria-label": "Dismiss", onclick: () => item.remove() }, "×"));
+  box.append(item);
+  setTimeout(() => item.remove(), TOAST_MS);
+}
+
+// Jobs that finished before the page opened are marked seen without a toast; later ones get one.
+async function watchFinishedJobs() {
+  if (page.watching) return;
+  page.watching = true;
+  try { await api("GET", "/api/notifications?mark_seen=true"); } catch (err) { return; }
+  setInterval(async () => {
+    if (!page.token) return;
+    try {
+      const data = await api("GET", "/api/notifications?mark_seen=true");
+      for (const job of data.notifications) toast(job);
+    } catch (err) { /* a toast is a nicety */ }
+  }, POLL_MS);
+}
+
 // --- routing -------------------------------------------------------------------------------------
 
 async function route() {
@@ -566,6 +648,7 @@ async function route() {
   notice("");
   if (!page.token) { renderSignIn(); return; }
   document.getElementById("nav").hidden = false;
+  watchFinishedJobs();
   const [path, queryString] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(queryString || "");
   const parts = path.split("/").filter(Boolean);
