@@ -322,7 +322,10 @@ def _finish_job(session: Session, job: JobRow, status: JobStatus, outbox: Outbox
 
 
 def fail_job(session: Session, job: JobRow, stage_name: str, info: ErrorInfo) -> Outbox:
-    """Fail the job at ``stage_name``; runs not started are canceled, running ones become no-ops."""
+    """Fail the job at ``stage_name``; runs not started are canceled, running ones become no-ops.
+
+    The job's ``result`` keeps the outputs of the steps that completed before, by step name.
+    """
     outbox = Outbox()
     job.error = {"stage": stage_name, **info.as_dict()}
     job.step = f"Failed at {stage_name}"
@@ -330,6 +333,13 @@ def fail_job(session: Session, job: JobRow, stage_name: str, info: ErrorInfo) ->
     index = next((i for i, s in enumerate(job.stages or []) if s["name"] == stage_name), None)
     if index is not None:
         update_summary(job, index, status="failed", error=info.as_dict(), finished_at=iso(utcnow()))
+    # What the steps before the failure made is kept, by step name (a storyboard whose scenes all failed).
+    finished = session.execute(
+        select(StageRun.name, StageRun.output)
+        .where(StageRun.job_id == job.id, StageRun.item == STEP_ROW, StageRun.status == RunStatus.COMPLETED.value)
+        .order_by(StageRun.step)
+    ).all()
+    job.result = finalize_result(session, job, {name: output for name, output in finished}) if finished else None
     _finish_job(session, job, JobStatus.FAILED, outbox)
     return outbox
 

@@ -47,7 +47,9 @@ def test_a_failed_item_fails_a_strict_job_and_later_steps_never_run(stub_worker)
     assert done["status"] == "failed"
     assert done["error"]["stage"] == "work"
     assert done["error"]["code"] == "demo_failure"
-    assert done["result"] is None
+    # What the steps before the failure made is kept
+    assert done["result"] == {"prepare": [{"index": i, "fail": i == 2, "sleep": 0.0, "fail_mode": "permanent",
+                                           "fail_times": 1} for i in range(3)]}
     work = done["stages"][1]
     assert work["status"] == "failed" and work["items"]["failed"] == 1 and work["items"]["total"] == 3
     assert work["attempts"] >= 1
