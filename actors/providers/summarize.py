@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from actors.errors import InvalidModelOutput
-from actors.providers import choose, openai_client, pick
+from actors.providers import choose, module_installed, openai_client, pick
 from conveyor.config import settings
 
 #: The chat model of the OpenAI provider.
@@ -72,10 +73,14 @@ _FILLER = re.compile(
 
 
 @cache
-def _segmenter() -> Any:
+def _segment() -> Callable[[str], list[str]]:
+    """pysbd's sentence splitter (``conveyor[local]``); without it, a split after ``.``, ``!`` or ``?``,
+    enough for the cloud path, which only mends chunk joins and cuts given transcripts with it."""
+    if not module_installed("pysbd"):
+        return lambda text: re.split(r"(?<=[.!?])\s+", text)
     import pysbd
 
-    return pysbd.Segmenter(language="en", clean=False)
+    return pysbd.Segmenter(language="en", clean=False).segment
 
 
 @cache
@@ -86,9 +91,9 @@ def _stopwords() -> frozenset[str]:
 
 
 def sentences(text: str, *, max_words: int = 40) -> list[str]:
-    """Split ``text`` into sentences (pysbd); unpunctuated runs are cut into pieces of ``max_words``."""
+    """Split ``text`` into sentences; unpunctuated runs are cut into pieces of ``max_words``."""
     result: list[str] = []
-    for sentence in _segmenter().segment(text.strip()):
+    for sentence in _segment()(text.strip()):
         words = sentence.split()
         for start in range(0, len(words), max_words):
             piece = " ".join(words[start : start + max_words]).strip()
