@@ -18,8 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from pipelines import hooks
-from pipelines.definition import Pipeline, Step, get_pipeline
+from pipelines.definition import Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox
+from pipelines.progress import history_of
 
 #: Outcomes of applying an end's plan, and the notice each one sends.
 NOTICE_OF_OUTCOME = {"counted": "progress", "advanced": "stage", "finished": "status"}
@@ -61,13 +62,6 @@ def _contains_file_reference(value: Any) -> bool:
     return False
 
 
-def _history(durations: dict[int, float] | None, pipeline: Pipeline, index: int) -> dict[str, float] | None:
-    """Past seconds of step ``index`` and of the steps after it, for the ETA (None: not known for all)."""
-    if durations is None or not all(i in durations for i in range(index, len(pipeline.steps))):
-        return None
-    return {"self": durations[index], "after": sum(durations[i] for i in range(index + 1, len(pipeline.steps)))}
-
-
 def _runs_of(step: Step) -> list[dict[str, Any]]:
     return [{"name": step.branches[i] if step.branches else step.name, "actor": actor.actor_name,
              "queue": actor.queue_name} for i, actor in enumerate(step.actors)]
@@ -89,7 +83,7 @@ def plan_end(end: StageEnd, durations: dict[int, float] | None = None) -> dict[s
         "self": {"p_before": pipeline.weight_before(end.step) / total, "p_weight": step.weight / total,
                  "cap": step.concurrency, "queue": step.actors[0].queue_name,
                  "join": "object" if step.kind == "parallel" else "list",
-                 "history": _history(durations, pipeline, end.step)},
+                 "history": history_of(durations, len(pipeline.steps), end.step)},
         "next": None,
     }
     index = end.step + 1
@@ -103,7 +97,7 @@ def plan_end(end: StageEnd, durations: dict[int, float] | None = None) -> dict[s
     plan["next"] = {
         "kind": following.kind, "name": following.name, "step_text": following.name.replace("_", " ").capitalize(),
         "progress": round(100.0 * pipeline.weight_before(index) / total, 2), "cap": following.concurrency,
-        "runs": _runs_of(following), "history": _history(durations, pipeline, index),
+        "runs": _runs_of(following), "history": history_of(durations, len(pipeline.steps), index),
     }
     return plan
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -77,21 +78,54 @@ def past_durations(session: Session, pipeline: str) -> dict[int, float]:
     return durations
 
 
-def estimate_eta(session: Session, job: JobRow, pipeline: Pipeline, index: int, fraction: float) -> float | None:
-    """Seconds left, or None when there is nothing to go on yet."""
-    history = past_durations(session, pipeline.name)
-    from_history = None
-    if all(i in history for i in range(index, len(pipeline.steps))):
-        from_history = (1 - fraction) * history[index] + sum(history[i] for i in range(index + 1, len(pipeline.steps)))
+#: A step's fraction done below which its rate says nothing yet (its first reports, or none at all).
+MEASURABLE = 0.05
+
+
+def eta_from(progress: float, step_start_progress: float, step_started: datetime | None, now: datetime,
+             history: dict[str, float] | None, fraction: float) -> float | None:
+    """Seconds left, or None when there is nothing to go on yet.
+
+    Two estimates, blended (trusting the first more as the job advances): the current step's own
+    rate (progress points per second since it started) over the points left, once the step has made
+    measurable progress; and the past durations of this step (the part left) and the steps after it.
+    The job's overall rate is not used: quick first steps (a download, a split) would make a long
+    transcription look a few seconds from done.
+
+    Parameters:
+      progress: the job's progress now (0–100); step_start_progress: what it was when the step began.
+      history: ``{"self": s, "after": s}`` past seconds of this step and of the steps after it, or None.
+      fraction: how much of the current step is done (0–1).
+    """
+    from_history = None if history is None else (1 - fraction) * history["self"] + history["after"]
     from_rate = None
-    percent = job.progress or 0.0
-    if job.started_at is not None and percent >= 1.0:
-        elapsed = (utcnow() - job.started_at).total_seconds()
-        from_rate = elapsed * (100.0 - percent) / percent
+    gained = progress - step_start_progress
+    if step_started is not None and fraction >= MEASURABLE and gained > 0:
+        from_rate = max(0.0, (now - step_started).total_seconds()) * (100.0 - progress) / gained
     if from_history is not None and from_rate is not None:
-        trust = percent / 100.0
+        trust = progress / 100.0
         return (1 - trust) * from_history + trust * from_rate
     return from_rate if from_rate is not None else from_history
+
+
+def history_of(durations: dict[int, float] | None, steps: int, index: int) -> dict[str, float] | None:
+    """Past seconds of step ``index`` and of the steps after it (None: not known for all of them)."""
+    if durations is None or not all(i in durations for i in range(index, steps)):
+        return None
+    return {"self": durations[index], "after": sum(durations[i] for i in range(index + 1, steps))}
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    """A summary's time (``2026-11-22T10:00:00Z``) as the store keeps times (naive UTC)."""
+    return datetime.fromisoformat(value.rstrip("Z")) if value else None
+
+
+def estimate_eta(session: Session, job: JobRow, pipeline: Pipeline, index: int, fraction: float) -> float | None:
+    """Seconds left for ``job`` while step ``index`` is ``fraction`` done (see :func:`eta_from`)."""
+    history = history_of(past_durations(session, pipeline.name), len(pipeline.steps), index)
+    step_started = parse_iso((job.stages or [{}] * (index + 1))[index].get("started_at"))
+    start = 100.0 * pipeline.weight_before(index) / pipeline.total_weight
+    return eta_from(job.progress or 0.0, start, step_started, utcnow(), history, fraction)
 
 
 def update_job_progress(

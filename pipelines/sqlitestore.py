@@ -16,21 +16,11 @@ from sqlalchemy import Connection, Table, select
 from pipelines.handoff import Applied
 from pipelines.jobrow import JOBS
 from pipelines.models import STEP_ROW, JobEvent, JobStatus, RunStatus, StageRun, iso, utcnow
+from pipelines.progress import eta_from, parse_iso
 
 RUNS: Table = StageRun.__table__  # type: ignore[assignment]
 EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
-_JOB = select(JOBS.c.status, JOBS.c.stages, JOBS.c.progress, JOBS.c.started_at, JOBS.c.webhook_url)
-
-
-def eta(progress: float, started: Any, now: Any, history: dict[str, float] | None, fraction: float) -> float | None:
-    """Seconds left: the job's own rate, blended with past durations (the same as ``conveyor_eta``)."""
-    from_history = None if history is None else (1 - fraction) * history["self"] + history["after"]
-    from_rate = None
-    if started is not None and progress >= 1.0:
-        from_rate = (now - started).total_seconds() * (100.0 - progress) / progress
-    if from_history is not None and from_rate is not None:
-        return (1 - progress / 100.0) * from_history + progress / 100.0 * from_rate
-    return from_rate if from_rate is not None else from_history
+_JOB = select(JOBS.c.status, JOBS.c.stages, JOBS.c.progress, JOBS.c.webhook_url)
 
 
 def apply_ends(connection: Connection, plans: list[dict[str, Any]]) -> list[Applied]:
@@ -43,7 +33,7 @@ def _apply(c: Connection, e: dict[str, Any]) -> Applied:  # noqa: C901 - one tra
     row = c.execute(_JOB.where(JOBS.c.id == e["job"])).first()
     if row is None:
         return Applied("stale", [])
-    status, stages, progress, started, webhook = row
+    status, stages, progress, webhook = row
     stages = [dict(s) for s in stages or []]
     run = (RUNS.c.id == e["run"]) & (RUNS.c.status == RunStatus.PROCESSING.value) & (
         RUNS.c.dispatch_token == e["token"])
@@ -108,7 +98,8 @@ def _apply(c: Connection, e: dict[str, Any]) -> Applied:  # noqa: C901 - one tra
             stages[step]["progress"] = max(stages[step].get("progress") or 0.0, round(100.0 * fraction, 2))
             c.execute(JOBS.update().where(JOBS.c.id == e["job"]).values(
                 stages=stages, progress=shown, updated_at=now, eta_at=now,
-                eta_seconds=eta(shown, started, now, me["history"], fraction)))
+                eta_seconds=eta_from(shown, 100.0 * me["p_before"], parse_iso(stages[step].get("started_at")), now,
+                                     me["history"], fraction)))
             return Applied("counted", new_runs)
         step_row = (RUNS.c.job_id == e["job"]) & (RUNS.c.step == step) & (RUNS.c.item == STEP_ROW)
         step_started = c.execute(select(RUNS.c.started_at).where(step_row)).scalar()
@@ -161,5 +152,5 @@ def _apply(c: Connection, e: dict[str, Any]) -> Applied:  # noqa: C901 - one tra
     shown = max(progress or 0.0, nxt["progress"])
     c.execute(JOBS.update().where(JOBS.c.id == e["job"]).values(
         progress=shown, step=nxt["step_text"], stages=stages, updated_at=now, eta_at=now,
-        eta_seconds=eta(shown, started, now, nxt["history"], 0.0)))
+        eta_seconds=eta_from(shown, nxt["progress"], now, now, nxt["history"], 0.0)))
     return Applied("advanced", new_runs, joined)

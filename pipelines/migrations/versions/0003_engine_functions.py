@@ -18,17 +18,20 @@ branch_labels = None
 depends_on = None
 
 # ETA: the job's own rate, blended with past durations of the steps left (trusting the rate as it advances).
+# ETA, as pipelines.progress.eta_from computes it: the current step's own rate once it has made
+# measurable progress, blended with past durations of the steps left (trusting the rate as it advances).
 ETA = r"""
-CREATE OR REPLACE FUNCTION conveyor_eta(p_progress float8, p_started timestamp, p_now timestamp,
-                                        p_history jsonb, p_fraction float8) RETURNS float8
+CREATE OR REPLACE FUNCTION conveyor_eta(p_progress float8, p_step_start float8, p_step_started timestamp,
+                                        p_now timestamp, p_history jsonb, p_fraction float8) RETURNS float8
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE h float8; r float8;
 BEGIN
   IF p_history IS NOT NULL AND jsonb_typeof(p_history) <> 'null' THEN
     h := (1 - p_fraction) * (p_history->>'self')::float8 + (p_history->>'after')::float8;
   END IF;
-  IF p_started IS NOT NULL AND p_progress >= 1.0 THEN
-    r := extract(epoch FROM p_now - p_started) * (100.0 - p_progress) / p_progress;
+  IF p_step_started IS NOT NULL AND p_fraction >= 0.05 AND p_progress > p_step_start THEN
+    r := greatest(0.0, extract(epoch FROM p_now - p_step_started)) * (100.0 - p_progress)
+         / (p_progress - p_step_start);
   END IF;
   IF h IS NOT NULL AND r IS NOT NULL THEN
     RETURN (1 - p_progress / 100.0) * h + (p_progress / 100.0) * r;
@@ -58,14 +61,14 @@ DECLARE
   v_self jsonb := e->'self';
   v_next jsonb := e->'next';
   v_finish boolean := e->'next' IS NULL OR jsonb_typeof(e->'next') = 'null';
-  v_status text; v_stages jsonb; v_progress float8; v_started timestamp; v_webhook text;
+  v_status text; v_stages jsonb; v_progress float8; v_webhook text;
   r_step int; r_item int; r_attempts int;
   v_input json; v_total int; v_ended int; v_last boolean; v_inflight int; v_cap int;
   v_nstep int; v_count int; v_token text; v_id bigint; v_p float8; v_fraction float8; w record;
 BEGIN
   new_runs := '[]'::jsonb;
-  SELECT j.status, j.stages::jsonb, j.progress, j.started_at, j.webhook_url
-    INTO v_status, v_stages, v_progress, v_started, v_webhook
+  SELECT j.status, j.stages::jsonb, j.progress, j.webhook_url
+    INTO v_status, v_stages, v_progress, v_webhook
     FROM jobs j WHERE j.id = v_job FOR UPDATE;
   IF NOT FOUND THEN outcome := 'stale'; RETURN; END IF;
   r_step := (e->>'step')::int;
@@ -142,7 +145,9 @@ BEGIN
                             to_jsonb(greatest(coalesce((v_stages #>> ARRAY[r_step::text, 'progress'])::float8, 0),
                                               round((100.0 * v_fraction)::numeric, 2))));
       UPDATE jobs SET stages = v_stages::json, progress = v_p, updated_at = v_now, eta_at = v_now,
-             eta_seconds = conveyor_eta(v_p, v_started, v_now, v_self->'history', v_fraction)
+             eta_seconds = conveyor_eta(v_p, 100.0 * (v_self->>'p_before')::float8,
+                                        (v_stages #>> ARRAY[r_step::text, 'started_at'])::timestamp, v_now,
+                                        v_self->'history', v_fraction)
        WHERE id = v_job;
       outcome := 'counted'; RETURN;
     END IF;
@@ -216,7 +221,8 @@ BEGIN
   END IF;
   v_p := greatest(v_progress, (v_next->>'progress')::float8);
   UPDATE jobs SET progress = v_p, step = v_next->>'step_text', stages = v_stages::json, updated_at = v_now,
-         eta_at = v_now, eta_seconds = conveyor_eta(v_p, v_started, v_now, v_next->'history', 0.0)
+         eta_at = v_now, eta_seconds = conveyor_eta(v_p, (v_next->>'progress')::float8, v_now, v_now,
+                                                    v_next->'history', 0.0)
    WHERE id = v_job;
   outcome := 'advanced';
 END $$;
@@ -270,5 +276,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     for signature in ("conveyor_claim_many(jsonb, float8)", "conveyor_end_many(jsonb)", "conveyor_end(jsonb)",
-                      "conveyor_eta(float8, timestamp, timestamp, jsonb, float8)"):
+                      "conveyor_eta(float8, float8, timestamp, timestamp, jsonb, float8)"):
         op.execute(f"DROP FUNCTION IF EXISTS {signature}")
