@@ -1,7 +1,7 @@
 """engine transitions as PostgreSQL functions: a batch of stage ends or claims in one round trip
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-04 16:00:00.000000
 
 The worker decides what follows a stage's end from the pipeline's definition (a plan, see
@@ -12,8 +12,8 @@ SQLite has no functions: there the same plans are applied in Python.
 from alembic import op
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
