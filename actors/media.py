@@ -24,7 +24,7 @@ with warnings.catch_warnings():  # pydub warns at import that no system ffmpeg i
     from pydub import AudioSegment
 
 from actors.errors import InvalidMedia, redact
-from actors.ffmpeg import MediaInfo, ffmpeg_exe, probe, run_ffmpeg
+from actors.ffmpeg import MediaInfo, ffmpeg_exe, input_args, probe, run_ffmpeg
 
 SAMPLE_RATE = 16000  #: Hz of the decoded PCM
 FRAME_SECONDS = 0.02  #: s per RMS frame of the silence detector
@@ -54,7 +54,7 @@ def check_audio(path: Path) -> MediaInfo:
 
 
 def _decode_command(path: Path, sample_rate: int) -> list[str]:
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-vn", "-sn",
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args(path), "-vn", "-sn",
             "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "pipe:1"]
 
 

@@ -33,7 +33,7 @@ from conveyor import config
 from tests.emulator import Emulator, start_emulator
 from tests.security.network import StubResolver, assert_no_connection, connects, listener  # noqa: F401
 
-CLIP = bytes(range(256)) * 400  # 102,400 bytes
+CLIP = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 400  # an MP3 by its first bytes; 102,410 bytes
 
 # -- observing the network: the same audit hook, trap and stub resolver as the security suite ----------
 
@@ -375,7 +375,7 @@ def test_a_body_over_the_size_cap_is_abandoned_and_nothing_is_stored(
     declared = refused_with(
         lambda: fetch_to_storage(files_server.url("/media/clip.mp3"), job_id="j", max_bytes=1000)
     )
-    assert declared.code == "file_too_large" and "102400 bytes" in declared.message
+    assert declared.code == "file_too_large" and "102410 bytes" in declared.message
     assert not any(p.is_file() for p in (tmp_path / "files").rglob("*"))
 
 
