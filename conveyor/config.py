@@ -56,6 +56,7 @@ class Settings:
     progress_interval_seconds: float = 0.5  #: s; at most one progress write per stage per interval
     job_rate_limit: str = "60/minute"
     max_upload_bytes: int = 200 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024  #: the largest JSON request body (job and webhook requests)
     retention_days: int = 30
     provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
     base_urls: Mapping[str, str] = field(default_factory=dict)
@@ -173,6 +174,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         progress_interval_seconds=_float(environ, "CONVEYOR_PROGRESS_INTERVAL", 0.5),
         job_rate_limit=environ.get("CONVEYOR_JOB_RATE_LIMIT", "60/minute"),
         max_upload_bytes=_int(environ, "CONVEYOR_MAX_UPLOAD_BYTES", 200 * 1024 * 1024),
+        max_json_bytes=_int(environ, "CONVEYOR_MAX_JSON_BYTES", 1024 * 1024),
         retention_days=_int(environ, "CONVEYOR_RETENTION_DAYS", 30),
         provider=provider,
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},

@@ -28,6 +28,8 @@ from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
 from pipelines.urls import url_errors, webhook_url_errors
 
+#: The character PostgreSQL cannot store in text or JSON.
+NUL = "\x00"
 #: Most jobs one list call returns.
 MAX_PAGE = 100
 _READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
@@ -92,6 +94,10 @@ def check_request(pipeline: str, input: Any, webhook_url: str | None = None) -> 
     Raises:
       InvalidJobInput: an unknown pipeline, bad input, or a URL that may not be fetched or posted to.
     """
+    nul = nul_fields({"pipeline": pipeline, "input": input, "webhook_url": webhook_url})
+    if nul:
+        raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
+                               for name in nul])
     errors = webhook_url_errors(webhook_url)
     data: dict[str, Any] = {}
     try:
@@ -102,6 +108,27 @@ def check_request(pipeline: str, input: Any, webhook_url: str | None = None) -> 
     if errors:
         raise InvalidJobInput(errors)
     return data
+
+
+def nul_fields(value: Any, field: str = "") -> list[str]:
+    """The dotted names of the strings (dict keys included) under ``value`` holding U+0000.
+
+    PostgreSQL's text and JSON columns cannot store that character; SQLite can, so it is refused
+    before either sees it.
+    """
+    if isinstance(value, str):
+        return [field or "value"] if NUL in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{field}.{key}" if field else str(key)
+            if NUL in str(key):
+                found.append(name.replace(NUL, "\\u0000"))
+            found += nul_fields(item, name)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found += nul_fields(item, f"{field}.{index}" if field else str(index))
+    return list(dict.fromkeys(f.replace(NUL, "\\u0000") for f in found))
 
 
 def _request_hash(**request: Any) -> str:
@@ -135,7 +162,10 @@ def start_job(
             except FileNotFound as exc:
                 raise InvalidJobInput([{"field": f"input.{exc.field}", "message": "no such file"}]) from None
             job = new_job_row(session, {
-                "pipeline": pipeline, "user_id": user_id, "input": data, "resolved_input": resolved,
+                # resolved_input is kept only when it differs from the input (file references resolved):
+                # the same JSON is not stored twice.
+                "pipeline": pipeline, "user_id": user_id, "input": data,
+                "resolved_input": None if resolved == data else resolved,
                 "project_id": project_id, "webhook_url": webhook_url, "idempotency_key": idempotency_key,
                 "request_hash": digest, "errors": [], "stages": engine.initial_summary(definition), "step": "Queued",
             })
@@ -151,6 +181,11 @@ def start_job(
             return _replay(existing, digest)
     send(outbox)
     return body
+
+
+def first_input(job: JobLike) -> Any:
+    """The first stage's input: the resolved input, or the input itself when nothing needed resolving."""
+    return job.resolved_input if job.resolved_input is not None else job.input
 
 
 def idempotency_key_used(user_id: str | None, key: str) -> bool:
@@ -211,6 +246,8 @@ def _encode_cursor(job: Job) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        if "\x00" in job_id or len(job_id) > 36:
+            raise ValueError(job_id)
         return datetime.fromisoformat(created), job_id
     except (ValueError, UnicodeDecodeError):
         raise InvalidJobInput([{"field": "cursor", "message": "not a cursor from a previous page"}]) from None
@@ -221,6 +258,10 @@ def list_jobs(
     project_id: str | None = None, limit: int = 20, cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (or None)."""
+    bad = nul_fields({"pipeline": pipeline, "status": status, "project_id": project_id, "cursor": cursor})
+    if bad:
+        raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
+                               for name in bad])
     if status is not None and status not in {s.value for s in JobStatus}:
         raise InvalidJobInput([{"field": "status", "message": f"unknown status {status!r}"}])
     limit = max(1, min(MAX_PAGE, limit))
@@ -296,7 +337,7 @@ def resume(session: Session, job: JobRow) -> Outbox:
     step = pipeline.steps[index]
     row = step_rows.get(index)
     if row is None:
-        previous = step_rows[index - 1].output if index else job.resolved_input
+        previous = step_rows[index - 1].output if index else first_input(job)
         outbox.extend(engine.start_step(session, job, pipeline, index, previous))
         return outbox
     engine.update_summary(job, index, status="processing", error=None, finished_at=None)

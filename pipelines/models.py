@@ -101,7 +101,8 @@ class Job(Base):
     stages: Mapped[json_column]  #: per-step summary, kept current so a read costs one query
     # Deferred: transitions lock and rewrite the job row many times and never need these.
     input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
-    resolved_input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)  #: the first stage's input
+    #: the first stage's input when it differs from ``input`` (file references resolved); else NULL
+    resolved_input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     result: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     errors: Mapped[json_column]  #: item failures tolerated by the pipeline
     error: Mapped[json_column]  #: {"stage", "code", "message"} of a failed job

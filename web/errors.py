@@ -76,8 +76,8 @@ def _http_error(exc: HTTPException) -> Response:
     if status == 405 and allowed:
         headers["Allow"] = ", ".join(allowed)
     if status == 413:
-        limit = current_app.config.get("MAX_UPLOAD_BYTES")
-        return problem(413, f"The request is larger than the limit of {limit} bytes.", headers=headers)
+        limit = request.max_content_length or current_app.config.get("MAX_UPLOAD_BYTES")
+        return problem(413, f"The request body is larger than the limit of {limit} bytes.", headers=headers)
     return problem(status, exc.description if status != 404 else "No such resource.", headers=headers)
 
 
