@@ -7,7 +7,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -75,6 +86,8 @@ class User(Base):
     id: Mapped[uuid_pk]
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  #: sha256 of the bearer token
+    #: +1 each time the token is replaced or revoked; grants made under an older one stop working
+    token_generation: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[timestamp]
 
     def __repr__(self) -> str:

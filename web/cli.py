@@ -100,6 +100,36 @@ def users_create(name: str) -> None:
     click.echo(user.token)
 
 
+@users.command("token")
+@click.argument("name")
+def users_token(name: str) -> None:
+    """Give a user (by name or id) a new token; the old one and links made with it stop working.
+
+    Prints the new token alone on the last line (it is shown only once).
+    """
+    from pipelines.users import UserNotFound, rotate_token
+
+    try:
+        user = rotate_token(name)
+    except UserNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"User {user.name} ({user.id}) has a new token; the old one no longer works. Its token:")
+    click.echo(user.token)
+
+
+@users.command("revoke")
+@click.argument("name")
+def users_revoke(name: str) -> None:
+    """Revoke every token of a user (by name or id), and the grants and file links made with them."""
+    from pipelines.users import UserNotFound, revoke_tokens
+
+    try:
+        user_id = revoke_tokens(name)
+    except UserNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Revoked the tokens of user {name} ({user_id}); `conveyor users token {name}` makes a new one.")
+
+
 @main.command()
 def clock() -> None:
     """Run the clock process: the reconciler every few seconds and the retention clean-up hourly."""
