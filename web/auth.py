@@ -23,7 +23,7 @@ from pipelines.users import token_generation, user_for_token
 from web.errors import Problem
 
 #: Query parameters that would carry a bearer token; a request using one is refused.
-TOKEN_PARAMETERS = ("token", "access_token", "api_key", "apikey", "bearer")
+TOKEN_PARAMETERS = ("token", "access_token", "api_key", "apikey", "bearer")  #: all redacted in access logs
 #: The query parameter of a signed grant.
 GRANT_PARAMETER = "access"
 #: s an event-stream grant may be used to connect.

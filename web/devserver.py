@@ -8,8 +8,10 @@ import sys
 
 import click
 import dramatiq
+from werkzeug.serving import WSGIRequestHandler
 
 from conveyor.config import settings
+from conveyor.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,13 @@ def first_user_link(host: str, port: int) -> str | None:
     return f"http://{shown}:{port}/#token={user.token}"
 
 
+class RedactingRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, whose access lines hide grant and ``?token=`` values."""
+
+    def log(self, type: str, message: str, *args: object) -> None:  # noqa: A002 - werkzeug's signature
+        super().log(type, "%s", redact_url(message % args if args else message))
+
+
 def run_dev(host: str, port: int, threads: int) -> None:
     """Serve the app with a threaded server (event streams hold a thread each) next to the worker."""
     from werkzeug.serving import run_simple
@@ -53,6 +62,7 @@ def run_dev(host: str, port: int, threads: int) -> None:
         click.echo("A first user 'dev' was created; open this link to sign in (it holds the token):")
         click.echo(link)
     try:
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False,
+                   request_handler=RedactingRequestHandler)
     finally:
         worker.stop()

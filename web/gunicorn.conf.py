@@ -19,6 +19,8 @@ keepalive = 5
 timeout = 30
 graceful_timeout = 20
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+#: Access lines with grant (?access=) and refused ?token= values replaced by [redacted].
+logger_class = "web.accesslog.RedactingLogger"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 control_socket_disable = True
