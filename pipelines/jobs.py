@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -137,9 +138,14 @@ def _request_hash(**request: Any) -> str:
 
 def start_job(
     *, pipeline: str, input: dict[str, Any], user_id: str | None = None, project_id: str | None = None,
-    webhook_url: str | None = None, idempotency_key: str | None = None,
+    webhook_url: str | None = None, idempotency_key: str | None = None, admit: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Accept a job: validate, write the job and its first run, then send the first message.
+
+    ``admit`` (e.g. a rate limit) is called once this request is known to create the job: after
+    its row is written, so that a repeat of an Idempotency-Key, concurrent or not, waits for the
+    first request and gets its job without being admitted (counted) again. Whatever it raises
+    undoes the job.
 
     Raises:
       InvalidJobInput: unknown pipeline, bad input or a URL that may not be fetched (field errors).
@@ -169,6 +175,9 @@ def start_job(
                 "project_id": project_id, "webhook_url": webhook_url, "idempotency_key": idempotency_key,
                 "request_hash": digest, "errors": [], "stages": engine.initial_summary(definition), "step": "Queued",
             })
+            if admit is not None:
+                job.save()  # the unique (user, key) row: a concurrent repeat waits here, then replays
+                admit()
             outbox = engine.start_step(session, job, definition, 0, resolved)
             engine.record_event(session, outbox, job, "status", status=job.status)
             body = serialize(job)
