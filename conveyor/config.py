@@ -59,6 +59,9 @@ class Settings:
     job_rate_limit: str = "60/minute"
     max_upload_bytes: int = 200 * 1024 * 1024
     max_json_bytes: int = 1024 * 1024  #: the largest JSON request body (job and webhook requests)
+    upload_rate_limit: str = "30/minute"  #: uploads per user
+    upload_bytes_per_hour: int = 2 * 1024**3  #: bytes a user may upload per hour (sliding window)
+    user_quota_bytes: int = 10 * 1024**3  #: the most a user's stored files may add up to; 0: no quota
     retention_days: int = 30
     provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
     base_urls: Mapping[str, str] = field(default_factory=dict)
@@ -220,6 +223,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         job_rate_limit=environ.get("CONVEYOR_JOB_RATE_LIMIT", "60/minute"),
         max_upload_bytes=_int(environ, "CONVEYOR_MAX_UPLOAD_BYTES", 200 * 1024 * 1024),
         max_json_bytes=_int(environ, "CONVEYOR_MAX_JSON_BYTES", 1024 * 1024),
+        upload_rate_limit=environ.get("CONVEYOR_UPLOAD_RATE_LIMIT", "30/minute"),
+        upload_bytes_per_hour=_int(environ, "CONVEYOR_UPLOAD_BYTES_PER_HOUR", 2 * 1024**3),
+        user_quota_bytes=_int(environ, "CONVEYOR_USER_QUOTA_BYTES", 10 * 1024**3),
         retention_days=_int(environ, "CONVEYOR_RETENTION_DAYS", 30),
         provider=provider,
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},

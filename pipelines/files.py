@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from sqlalchemy import func, select
+
 from actors.sniff import ACCEPTED, SNIFF_BYTES, sniff  # noqa: F401 - ACCEPTED is part of this API
 from actors.storage import get_storage, new_key
 from pipelines.db import transaction
@@ -29,11 +31,24 @@ class FileError(Exception):
 
 
 class FileTooLarge(FileError):
-    """Raised when an upload is larger than the configured limit."""
+    """Raised when an upload is larger than the configured limit; ``name`` says which limit."""
+
+    name = "max_upload_bytes"
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        super().__init__(f"the file is larger than the limit of {limit} bytes (CONVEYOR_MAX_UPLOAD_BYTES)")
         self.limit = limit
+
+
+class QuotaExceeded(FileTooLarge):
+    """Raised when an upload would take the user's stored files over their storage quota."""
+
+    name = "user_quota_bytes"
+
+    def __init__(self, limit: int, used: int) -> None:
+        FileError.__init__(self, f"the file would take your stored files over your quota of {limit} bytes "
+                                 f"({used} used; CONVEYOR_USER_QUOTA_BYTES); delete files or wait for retention")
+        self.limit, self.used = limit, used
 
 
 class UnsupportedFile(FileError):
@@ -72,13 +87,28 @@ def describe(stored: StoredFile) -> dict[str, Any]:
             "size": stored.size, "url": file_url(stored.id)}
 
 
-def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, max_bytes: int) -> dict[str, Any]:
+def used_bytes(user_id: str | None) -> int:
+    """The bytes of the user's stored files (uploads and job outputs)."""
+    with transaction() as session:
+        return int(session.scalar(select(func.coalesce(func.sum(StoredFile.size), 0))
+                                  .where(StoredFile.user_id == user_id)) or 0)
+
+
+def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, max_bytes: int,
+                quota_bytes: int | None = None, declared_bytes: int | None = None) -> dict[str, Any]:
     """Sniff, size-check and store an upload; returns its file object.
+
+    ``quota_bytes``: the most the user's stored files may add up to, this one included (checked
+    with ``declared_bytes`` before the body is read, and with the real size before it is stored).
 
     Raises:
       UnsupportedFile: empty, or not an accepted kind.
       FileTooLarge: more than ``max_bytes`` bytes.
+      QuotaExceeded: over ``quota_bytes``.
     """
+    used = used_bytes(user_id) if quota_bytes else 0
+    if quota_bytes and used + max(0, min(declared_bytes or 0, max_bytes)) > quota_bytes:
+        raise QuotaExceeded(quota_bytes, used)
     head = stream.read(SNIFF_BYTES)
     if not head:
         raise UnsupportedFile("the file is empty")
@@ -97,6 +127,8 @@ def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, 
             tmp.write(chunk)
         if size > max_bytes:
             raise FileTooLarge(max_bytes)
+        if quota_bytes and used + size > quota_bytes:
+            raise QuotaExceeded(quota_bytes, used)
         tmp.flush()
         key = new_key(f"uploads/{user_id or 'shared'}", f"file.{extension}")
         get_storage().put_file(key, Path(tmp.name), content_type)

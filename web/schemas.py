@@ -17,6 +17,8 @@ class ProblemOut(BaseModel):
     status: int
     detail: str | None = None
     errors: list[dict[str, str]] | None = Field(None, description="Each bad field: `{field, message}`.")
+    limit: str | None = Field(None, description="The limit that refused the request (413, 429): e.g. `job_rate`, "
+                                                "`upload_rate`, `upload_bytes`, `user_quota_bytes`, `max_json_bytes`.")
 
 
 class JobIn(BaseModel):

@@ -31,6 +31,8 @@ def refuse_nul_characters() -> None:
                               for name in list(dict.fromkeys(fields))[:20]])
 
 
+#: bytes of multipart framing allowed on top of the upload limit (the exact limit is checked on the file).
+FORM_OVERHEAD = 64 * 1024
 #: The one route whose body is an upload, under the upload limit; every other body is JSON's.
 UPLOAD_ENDPOINTS = ("files.upload_file",)
 
@@ -45,7 +47,7 @@ def limit_body() -> None:
         return  # MAX_CONTENT_LENGTH: the upload limit and its multipart framing
     limit = int(current_app.config["MAX_JSON_BYTES"])
     too_large = Problem(413, f"The request body is larger than the limit of {limit} bytes for JSON "
-                             f"(CONVEYOR_MAX_JSON_BYTES).")
+                             f"(CONVEYOR_MAX_JSON_BYTES).", limit="max_json_bytes")
     if request.content_length is not None:
         request.max_content_length = limit
         if request.content_length > limit:
