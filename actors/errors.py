@@ -55,6 +55,12 @@ class InvalidMedia(PermanentError):
     code = "invalid_media"
 
 
+class MediaTooLarge(PermanentError):
+    """Raised when media is over a cap: duration, video frame size or image pixels (see :mod:`actors.caps`)."""
+
+    code = "media_too_large"
+
+
 class InvalidInput(PermanentError):
     """Raised when a stage's input is malformed."""
 

@@ -62,6 +62,9 @@ class Settings:
     upload_rate_limit: str = "30/minute"  #: uploads per user
     upload_bytes_per_hour: int = 2 * 1024**3  #: bytes a user may upload per hour (sliding window)
     user_quota_bytes: int = 10 * 1024**3  #: the most a user's stored files may add up to; 0: no quota
+    max_media_seconds: float = 4 * 3600.0  #: s; the longest audio or video a job may process
+    max_frame_pixels: int = 7680 * 4320  #: px per video frame (8K UHD, 33.2 Mpx)
+    max_image_pixels: int = 40_000_000  #: px of an input image
     retention_days: int = 30
     provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
     base_urls: Mapping[str, str] = field(default_factory=dict)
@@ -226,6 +229,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         upload_rate_limit=environ.get("CONVEYOR_UPLOAD_RATE_LIMIT", "30/minute"),
         upload_bytes_per_hour=_int(environ, "CONVEYOR_UPLOAD_BYTES_PER_HOUR", 2 * 1024**3),
         user_quota_bytes=_int(environ, "CONVEYOR_USER_QUOTA_BYTES", 10 * 1024**3),
+        max_media_seconds=_float(environ, "CONVEYOR_MAX_MEDIA_SECONDS", 4 * 3600.0),
+        max_frame_pixels=_int(environ, "CONVEYOR_MAX_FRAME_PIXELS", 7680 * 4320),
+        max_image_pixels=_int(environ, "CONVEYOR_MAX_IMAGE_PIXELS", 40_000_000),
         retention_days=_int(environ, "CONVEYOR_RETENTION_DAYS", 30),
         provider=provider,
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},

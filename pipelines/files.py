@@ -87,6 +87,43 @@ def describe(stored: StoredFile) -> dict[str, Any]:
             "size": stored.size, "url": file_url(stored.id)}
 
 
+def describe_media(path: Path, content_type: str) -> dict[str, Any] | None:
+    """An upload's duration and size, probed once so job submission can check the media caps.
+
+    None when the file cannot be probed: the stage that reads it reports ``invalid_media``.
+    """
+    from actors.caps import image_size
+    from actors.errors import ConveyorError
+    from actors.ffmpeg import probe
+
+    try:
+        if content_type.startswith("image/"):
+            width, height = image_size(path)
+            return {"duration": None, "width": width, "height": height, "image": True}
+        info = probe(path)
+    except (ConveyorError, OSError, ValueError):
+        return None
+    return {"duration": info.duration, "width": info.width, "height": info.height}
+
+
+def media_cap_errors(session: Any, data: Any, user_id: str | None, field: str = "input") -> list[dict[str, str]]:
+    """The inputs naming an uploaded file (``file:<id>``) over a media cap, as field errors (``media_too_large``)."""
+    from actors.caps import over_caps
+
+    if isinstance(data, dict):
+        return [e for k, v in data.items() for e in media_cap_errors(session, v, user_id, f"{field}.{k}")]
+    if isinstance(data, list):
+        return [e for i, v in enumerate(data) for e in media_cap_errors(session, v, user_id, f"{field}.{i}")]
+    if not (isinstance(data, str) and data.startswith("file:")) or len(data) > 41:
+        return []
+    stored = session.get(StoredFile, data[len("file:"):])
+    if stored is None or stored.user_id != user_id or not stored.media:
+        return []
+    media = stored.media
+    reason = over_caps(media.get("duration"), media.get("width"), media.get("height"), image=bool(media.get("image")))
+    return [{"field": field, "message": reason, "code": "media_too_large"}] if reason else []
+
+
 def used_bytes(user_id: str | None) -> int:
     """The bytes of the user's stored files (uploads and job outputs)."""
     with transaction() as session:
@@ -130,11 +167,12 @@ def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, 
         if quota_bytes and used + size > quota_bytes:
             raise QuotaExceeded(quota_bytes, used)
         tmp.flush()
+        media = describe_media(Path(tmp.name), content_type)
         key = new_key(f"uploads/{user_id or 'shared'}", f"file.{extension}")
         get_storage().put_file(key, Path(tmp.name), content_type)
     with transaction() as session:
         stored = StoredFile(user_id=user_id, key=key, filename=clean_filename(filename, extension),
-                            content_type=content_type, size=size)
+                            content_type=content_type, size=size, media=media)
         session.add(stored)
         session.flush()
         return describe(stored)

@@ -23,6 +23,7 @@ from pipelines import engine
 from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
 from pipelines.dispatch import Outbox, send
+from pipelines.files import media_cap_errors
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
 from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, iso, utcnow
 from pipelines.progress import remaining_eta
@@ -161,6 +162,9 @@ def start_job(
                 existing = _by_idempotency_key(session, user_id, idempotency_key)
                 if existing is not None:
                     return _replay(existing, digest)
+            too_large = media_cap_errors(session, data, user_id)
+            if too_large:  # refused before any stage runs, let alone a fan-out
+                raise InvalidJobInput(too_large)
             try:
                 resolved = resolve_file_references(session, data, user_id)
                 if definition.prepare_input is not None:

@@ -200,4 +200,6 @@ class StoredFile(Base):
     filename: Mapped[str] = mapped_column(String(300))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: an upload's probe: ``{"duration", "width", "height"}`` (None when unknown), for the media caps
+    media: Mapped[json_column]
     created_at: Mapped[timestamp]
