@@ -197,8 +197,10 @@ def check_url(url: str) -> VettedURL:
     for address in addresses:
         reason = address_refusal(ipaddress.ip_address(address), allow_loopback=allow_loopback)
         if reason is not None:
-            named = host if literal is not None else f"{host} resolves to {address}, which"
-            raise _refused(f"{named} is a {reason} address; only public internet addresses can be fetched")
+            if literal is not None:
+                raise _refused(f"{host} is a {reason} address; only public internet addresses can be fetched")
+            # What the name resolved to is not told: the answer would be a DNS oracle into private networks.
+            raise _refused(f"{host} is not a public address; only public internet addresses can be fetched")
     if scheme == "http" and not all(ipaddress.ip_address(a).is_loopback for a in addresses):
         raise _invalid("only https:// URLs can be fetched (http:// is for loopback test servers)")
     return VettedURL(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))
@@ -360,6 +362,9 @@ def _fetch_hop(
                 )
             finally:
                 response.close()
+        except httpx.InvalidURL:
+            # httpx reads a redirect's Location as it answers (data:, javascript:, malformed ones)
+            raise _invalid(f"{shown} redirected to a URL that is malformed or cannot be fetched") from None
         except httpx.TimeoutException:
             raise TransientError(f"fetching {shown} took too long", code="url_timeout") from None
         except httpx.TransportError as exc:
