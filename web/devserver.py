@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 
 import click
 import dramatiq
@@ -45,6 +46,17 @@ class RedactingRequestHandler(WSGIRequestHandler):
         super().log(type, "%s", redact_url(message % args if args else message))
 
 
+def stop_gracefully(*, wait: float = 5.0) -> None:
+    """End open event streams cleanly (waiting up to ``wait`` s), then exit."""
+    from web import events
+
+    events.begin_shutdown()
+    deadline = time.monotonic() + wait
+    while events.open_streams() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sys.exit(0)
+
+
 def run_dev(host: str, port: int, threads: int) -> None:
     """Serve the app with a threaded server (event streams hold a thread each) next to the worker."""
     from werkzeug.serving import run_simple
@@ -52,8 +64,9 @@ def run_dev(host: str, port: int, threads: int) -> None:
     from web.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Exit normally on SIGTERM too, so exit hooks stop the embedded Redis server.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Exit normally on SIGTERM too, so exit hooks stop the embedded Redis server; open event
+    # streams first end cleanly with a retry: hint (they notice within CLOSE_POLL seconds).
+    signal.signal(signal.SIGTERM, lambda *_: stop_gracefully())
     worker = start_embedded_worker(threads)
     app = create_app()
     link = first_user_link(host, port)
