@@ -66,7 +66,7 @@ def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = 
     return response
 
 
-@bp.post("", responses={202: JobAcceptedOut, 400: ProblemOut, 422: ProblemOut, 429: ProblemOut},
+@bp.post("", responses={202: JobAcceptedOut, 400: ProblemOut, 413: ProblemOut, 422: ProblemOut, 429: ProblemOut},
          summary="Start a job",
          description="Answers at once with 202 and the job; `Location` names it and `Retry-After` says when to "
                      "poll. An `Idempotency-Key` header makes retries of this request safe: the same key and body "
