@@ -152,6 +152,10 @@ def start_job(
       InvalidJobInput: unknown pipeline, bad input or a URL that may not be fetched (field errors).
       IdempotencyConflict: the key was used before with another body.
     """
+    nul = nul_fields({"project_id": project_id, "Idempotency-Key": idempotency_key})
+    if nul:
+        raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
+                               for name in nul])
     data = check_request(pipeline, input, webhook_url)
     definition = get_pipeline(pipeline)
     assert definition is not None

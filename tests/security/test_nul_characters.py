@@ -55,3 +55,6 @@ def test_the_python_api_refuses_nul_too(db, stub_broker):
     assert refused.value.errors[0]["field"] == "input.label"
     with pytest.raises(InvalidJobInput):
         list_jobs(user_id=None, project_id="\x00")
+    with pytest.raises(InvalidJobInput) as refused:
+        start_job(pipeline="demo", input={}, project_id="p\x00", idempotency_key="k\x00")
+    assert {e["field"] for e in refused.value.errors} == {"project_id", "Idempotency-Key"}
