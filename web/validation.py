@@ -52,7 +52,7 @@ def limit_body() -> None:
         request.max_content_length = limit
         if request.content_length > limit:
             raise too_large
-    elif request.environ.get("wsgi.input_terminated"):
+    elif request.environ.get("wsgi.input_terminated") and "chunked" in request.headers.get("Transfer-Encoding", ""):
         # A chunked body: read at most one byte past the limit (werkzeug stops there) and keep it
         # for the view; one byte past means the body is too large, whatever follows is not read.
         request.max_content_length = limit + 1
