@@ -8,9 +8,14 @@ makes a random key once and keeps it in ``var/secret_key``, instead of the fixed
 from __future__ import annotations
 
 import logging
+import os
 import runpy
+import socket
 import stat
+import subprocess
+import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -94,3 +99,40 @@ def test_development_makes_a_random_key_once_and_keeps_it_under_var(tmp_path):
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "a")}).secret_key == first
     assert load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "b")}).secret_key != first
+
+
+def test_a_real_gunicorn_writes_redacted_access_lines(tmp_path):
+    """gunicorn itself, with ``web/gunicorn.conf.py`` (gevent worker), on a loopback port."""
+    (tmp_path / "okapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "access.log"
+    conf = Path(__file__).resolve().parents[2] / "web" / "gunicorn.conf.py"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", str(conf), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+         "--access-logfile", str(log), "--pythonpath", str(tmp_path), "okapp:app"],
+        env={**os.environ, "WEB_CONCURRENCY": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}{PATH}", headers={"Referer": f"http://x/?access={GRANT}"},
+                                     timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert response.status_code == 200
+        while not log.read_text().strip() and time.monotonic() < deadline:  # written after the answer
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    written = log.read_text()
+    assert "/api/files/f1?access=[redacted]&download=1&token=[redacted]" in written, written
+    assert GRANT not in written and TOKEN not in written
