@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from actors.sniff import ACCEPTED, SNIFF_BYTES, sniff  # noqa: F401 - ACCEPTED is part of this API
 from actors.storage import get_storage, new_key
 from pipelines.db import transaction
-from pipelines.models import StoredFile
+from pipelines.models import StoredFile, User
 from pipelines.results import file_url
 
 #: bytes copied at a time.
@@ -170,12 +170,24 @@ def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, 
         media = describe_media(Path(tmp.name), content_type)
         key = new_key(f"uploads/{user_id or 'shared'}", f"file.{extension}")
         get_storage().put_file(key, Path(tmp.name), content_type)
-    with transaction() as session:
-        stored = StoredFile(user_id=user_id, key=key, filename=clean_filename(filename, extension),
-                            content_type=content_type, size=size, media=media)
-        session.add(stored)
-        session.flush()
-        return describe(stored)
+    try:
+        with transaction() as session:
+            if quota_bytes and user_id is not None:
+                # Uploads of one user are serialized here (the user's row is locked; SQLite's writers
+                # are serialized anyway), so concurrent uploads cannot together pass the quota.
+                session.execute(select(User.id).where(User.id == user_id).with_for_update())
+                now_used = int(session.scalar(select(func.coalesce(func.sum(StoredFile.size), 0))
+                                              .where(StoredFile.user_id == user_id)) or 0)
+                if now_used + size > quota_bytes:
+                    raise QuotaExceeded(quota_bytes, now_used)
+            stored = StoredFile(user_id=user_id, key=key, filename=clean_filename(filename, extension),
+                                content_type=content_type, size=size, media=media)
+            session.add(stored)
+            session.flush()
+            return describe(stored)
+    except BaseException:
+        get_storage().delete(key)
+        raise
 
 
 def _owned(session: Any, file_id: str, user_id: str | None) -> StoredFile:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from conveyor.config import load_settings
+from conveyor.config import load_settings, settings
 from pipelines.db import transaction
 from pipelines.models import StoredFile
 from tests.web.conftest import bearer
@@ -98,3 +98,17 @@ def test_a_chunked_upload_is_held_to_the_quota_by_its_real_size(db, stub_broker,
     response = client.open(environ)
     assert response.status_code == 413 and response.get_json()["limit"] == "user_quota_bytes"
     assert stored_count() == 1
+
+
+def test_concurrent_uploads_cannot_pass_the_quota_together(db, stub_broker, user):
+    app = limited_app(USER_QUOTA_BYTES=int(3.5 * SIZE), UPLOAD_RATE_LIMIT="100/minute")
+
+    def one(_: int) -> int:
+        return upload(app.test_client(), bearer(user)).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(one, range(8)))
+    assert statuses.count(201) == 3 and statuses.count(413) == 5
+    assert stored_count() == 3
+    files = list((Path(settings().storage_url[len("file://"):]) / "uploads").rglob("*.mp3"))
+    assert len(files) == 3  # the refused uploads' bytes were removed
