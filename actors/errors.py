@@ -67,6 +67,12 @@ class InvalidModelOutput(PermanentError):
     code = "invalid_model_output"
 
 
+class MediaTooLarge(PermanentError):
+    """Raised when media is over a cap: duration, video frame size or image pixels (see :mod:`actors.caps`)."""
+
+    code = "media_too_large"
+
+
 class InvalidInput(PermanentError):
     """Raised when a stage's input is malformed."""
 

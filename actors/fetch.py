@@ -6,7 +6,9 @@ a public internet address (no loopback, private, link-local such as 169.254.169.
 reserved, or an IPv6 form wrapping one of those). :func:`fetch_to_storage` then connects to the
 vetted address itself, so a second DNS answer cannot swap it (DNS rebinding), while the Host
 header, TLS SNI and certificate check keep the name. Redirects are followed by hand, each hop
-vetted again; size and total time are capped.
+vetted again; size and total time are capped. The body must be audio, video or an image by its
+content (:func:`actors.sniff.sniff`, as uploads): a playlist or a concat list is refused, since
+ffmpeg would read the files it names.
 
 ``CONVEYOR_FETCH_ALLOW_LOOPBACK=1`` (tests only) also admits loopback addresses, and ``http://``
 for them.
@@ -30,6 +32,7 @@ import httpx
 
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia, RateLimited, TransientError, parse_retry_after
+from actors.sniff import SNIFF_BYTES, sniff
 from actors.storage import get_storage, is_ref, key_of, store_output
 from conveyor.config import settings
 
@@ -194,8 +197,10 @@ def check_url(url: str) -> VettedURL:
     for address in addresses:
         reason = address_refusal(ipaddress.ip_address(address), allow_loopback=allow_loopback)
         if reason is not None:
-            named = host if literal is not None else f"{host} resolves to {address}, which"
-            raise _refused(f"{named} is a {reason} address; only public internet addresses can be fetched")
+            if literal is not None:
+                raise _refused(f"{host} is a {reason} address; only public internet addresses can be fetched")
+            # What the name resolved to is not told: the answer would be a DNS oracle into private networks.
+            raise _refused(f"{host} is not a public address; only public internet addresses can be fetched")
     if scheme == "http" and not all(ipaddress.ip_address(a).is_loopback for a in addresses):
         raise _invalid("only https:// URLs can be fetched (http:// is for loopback test servers)")
     return VettedURL(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))
@@ -285,8 +290,13 @@ def _store_body(response: httpx.Response, *, url: str, job_id: str, max_bytes: i
                 out.write(chunk)
         if total == 0:
             raise InvalidMedia(f"{shown} returned an empty file")
-        name = _file_name(url, content_type)
-        return store_output(path, job_id=job_id, name=name, content_type=content_type)
+        with path.open("rb") as body:
+            kind = sniff(body.read(SNIFF_BYTES))
+        if kind is None:  # a playlist or concat list would make ffmpeg read what it names
+            raise InvalidMedia(f"{shown} is not an audio, video or image file (the kind is read from the content)")
+        content_type, extension = kind
+        name = PurePosixPath(_file_name(url, content_type)).stem[:100] or "download"
+        return store_output(path, job_id=job_id, name=f"{name}.{extension}", content_type=content_type)
 
 
 def fetch_to_storage(
@@ -352,6 +362,9 @@ def _fetch_hop(
                 )
             finally:
                 response.close()
+        except httpx.InvalidURL:
+            # httpx reads a redirect's Location as it answers (data:, javascript:, malformed ones)
+            raise _invalid(f"{shown} redirected to a URL that is malformed or cannot be fetched") from None
         except httpx.TimeoutException:
             raise TransientError(f"fetching {shown} took too long", code="url_timeout") from None
         except httpx.TransportError as exc:

@@ -23,8 +23,9 @@ with warnings.catch_warnings():  # pydub warns at import that no system ffmpeg i
     warnings.simplefilter("ignore", DeprecationWarning)  # and that audioop leaves Python 3.13
     from pydub import AudioSegment
 
-from actors.errors import InvalidMedia, redact
-from actors.ffmpeg import MediaInfo, ffmpeg_exe, probe, run_ffmpeg
+from actors.caps import over_caps
+from actors.errors import InvalidMedia, MediaTooLarge, redact
+from actors.ffmpeg import MediaInfo, ffmpeg_exe, input_args, probe, run_ffmpeg
 
 SAMPLE_RATE = 16000  #: Hz of the decoded PCM
 FRAME_SECONDS = 0.02  #: s per RMS frame of the silence detector
@@ -44,17 +45,21 @@ def check_audio(path: Path) -> MediaInfo:
 
     Raises:
       InvalidMedia: for an empty, corrupt or silent-less (no audio stream) file.
+      MediaTooLarge: for media over the duration or frame-size cap (:mod:`actors.caps`).
     """
     info = probe(path)
     if not info.has_audio:
         raise InvalidMedia("the file has no audio track")
+    reason = over_caps(info.duration, info.width, info.height)
+    if reason:  # before any decoding or fan-out: a long file would become hundreds of chunks
+        raise MediaTooLarge(reason)
     if info.duration is not None and info.duration <= 0:
         raise InvalidMedia("the audio is empty")
     return info
 
 
 def _decode_command(path: Path, sample_rate: int) -> list[str]:
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-vn", "-sn",
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_args(path), "-vn", "-sn",
             "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sample_rate), "pipe:1"]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from actors.errors import InvalidMedia
-from actors.ffmpeg import probe, run_ffmpeg
+from actors.ffmpeg import input_args, probe, run_ffmpeg
 
 _FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
@@ -134,7 +134,7 @@ def zoom_clip(
         audio_in = ["-f", "lavfi", "-i", f"anullsrc=r={fmt.audio_rate}:cl=mono"]
         audio_filter = "[1:a]anull[a]"
     run_ffmpeg(
-        ["-loop", "1", "-framerate", str(fmt.fps), "-i", str(image_path), *audio_in,
+        ["-f", "image2", "-loop", "1", "-framerate", str(fmt.fps), "-i", str(image_path), *audio_in,
          "-filter_complex", f"{zoom};{audio_filter}", "-map", "[v]", "-map", "[a]",
          "-t", f"{duration:.3f}", *_encode_args(fmt), str(out_path)]
     )  # fmt: skip
@@ -308,7 +308,7 @@ def video_meta(path: Path) -> VideoMeta:
 
     if not probe(path).has_video:
         raise InvalidMedia("the file has no video stream")
-    reader = imageio_ffmpeg.read_frames(str(path))
+    reader = imageio_ffmpeg.read_frames(str(path), input_params=input_args(path)[:-2])
     try:
         meta = next(reader)
     finally:
@@ -323,7 +323,8 @@ def read_frames(path: Path, *, size: tuple[int, int] | None = None) -> Iterator[
     import imageio_ffmpeg
 
     output_params = ["-vf", f"scale={size[0]}:{size[1]}"] if size else None
-    reader = imageio_ffmpeg.read_frames(str(path), output_params=output_params)
+    reader = imageio_ffmpeg.read_frames(str(path), input_params=input_args(path)[:-2],
+                                        output_params=output_params)
     try:
         meta = next(reader)
         width, height = size or meta["size"]

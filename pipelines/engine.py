@@ -492,7 +492,9 @@ def resume(session: Session, job: JobRow) -> Outbox:
     step = pipeline.steps[index]
     row = step_rows.get(index)
     if row is None:
-        previous = step_rows[index - 1].output if index else job.resolved_input
+        # the first step's input: resolved_input is kept only where it differs from input
+        previous = step_rows[index - 1].output if index else (
+            job.resolved_input if job.resolved_input is not None else job.input)
         outbox.extend(start_step(session, job, pipeline, index, previous))
         return outbox
     update_summary(job, index, status="processing", error=None, finished_at=None)

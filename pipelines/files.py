@@ -14,45 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-import filetype
+from sqlalchemy import func, select
 
+from actors.sniff import ACCEPTED, SNIFF_BYTES, sniff  # noqa: F401 - ACCEPTED is part of this API
 from actors.storage import get_storage, new_key
 from pipelines.db import transaction
-from pipelines.models import StoredFile
+from pipelines.models import StoredFile, User
 from pipelines.results import file_url
 
-#: bytes read to sniff an upload's kind.
-SNIFF_BYTES = 8192
 #: bytes copied at a time.
 CHUNK = 1024 * 1024
-
-#: Sniffed kinds that may be uploaded: MIME type as reported by the sniffer -> (MIME type kept, extension).
-ACCEPTED: dict[str, tuple[str, str]] = {
-    "audio/mpeg": ("audio/mpeg", "mp3"),
-    "audio/mp4": ("audio/mp4", "m4a"),
-    "audio/ogg": ("audio/ogg", "ogg"),
-    "audio/x-flac": ("audio/flac", "flac"),
-    "audio/x-wav": ("audio/wav", "wav"),
-    "audio/aac": ("audio/aac", "aac"),
-    "audio/x-aiff": ("audio/aiff", "aiff"),
-    "audio/amr": ("audio/amr", "amr"),
-    "video/mp4": ("video/mp4", "mp4"),
-    "video/x-m4v": ("video/mp4", "m4v"),
-    "video/quicktime": ("video/quicktime", "mov"),
-    "video/x-matroska": ("video/x-matroska", "mkv"),
-    "video/webm": ("video/webm", "webm"),
-    "video/x-msvideo": ("video/x-msvideo", "avi"),
-    "video/mpeg": ("video/mpeg", "mpg"),
-    "video/3gpp": ("video/3gpp", "3gp"),
-    "video/x-flv": ("video/x-flv", "flv"),
-    "image/jpeg": ("image/jpeg", "jpg"),
-    "image/png": ("image/png", "png"),
-    "image/gif": ("image/gif", "gif"),
-    "image/webp": ("image/webp", "webp"),
-    "image/bmp": ("image/bmp", "bmp"),
-    "image/heic": ("image/heic", "heic"),
-    "image/avif": ("image/avif", "avif"),
-}
 
 
 class FileError(Exception):
@@ -60,11 +31,24 @@ class FileError(Exception):
 
 
 class FileTooLarge(FileError):
-    """Raised when an upload is larger than the configured limit."""
+    """Raised when an upload is larger than the configured limit; ``name`` says which limit."""
+
+    name = "max_upload_bytes"
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        super().__init__(f"the file is larger than the limit of {limit} bytes (CONVEYOR_MAX_UPLOAD_BYTES)")
         self.limit = limit
+
+
+class QuotaExceeded(FileTooLarge):
+    """Raised when an upload would take the user's stored files over their storage quota."""
+
+    name = "user_quota_bytes"
+
+    def __init__(self, limit: int, used: int) -> None:
+        FileError.__init__(self, f"the file would take your stored files over your quota of {limit} bytes "
+                                 f"({used} used; CONVEYOR_USER_QUOTA_BYTES); delete files or wait for retention")
+        self.limit, self.used = limit, used
 
 
 class UnsupportedFile(FileError):
@@ -89,21 +73,6 @@ class Download:
         return get_storage().open(self.key)
 
 
-def _mpeg_audio_frame(head: bytes) -> bool:
-    # MPEG audio frame sync (11 bits set) with a layer field other than 00 (which is AAC's ADTS).
-    return len(head) > 3 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and (head[1] >> 1) & 0x03 != 0
-
-
-def sniff(head: bytes) -> tuple[str, str] | None:
-    """The (MIME type, extension) of an accepted kind the bytes start with, or None."""
-    kind = filetype.guess(head)
-    if kind is not None:
-        return ACCEPTED.get(kind.mime)
-    if _mpeg_audio_frame(head):
-        return ACCEPTED["audio/mpeg"]
-    return None
-
-
 def clean_filename(name: str | None, extension: str) -> str:
     """A display name: the last path part, printable characters only, at most 200 of them."""
     base = PurePosixPath((name or "").replace("\\", "/")).name
@@ -118,13 +87,65 @@ def describe(stored: StoredFile) -> dict[str, Any]:
             "size": stored.size, "url": file_url(stored.id)}
 
 
-def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, max_bytes: int) -> dict[str, Any]:
+def describe_media(path: Path, content_type: str) -> dict[str, Any] | None:
+    """An upload's duration and size, probed once so job submission can check the media caps.
+
+    None when the file cannot be probed: the stage that reads it reports ``invalid_media``.
+    """
+    from actors.caps import image_size
+    from actors.errors import ConveyorError
+    from actors.ffmpeg import probe
+
+    try:
+        if content_type.startswith("image/"):
+            width, height = image_size(path)
+            return {"duration": None, "width": width, "height": height, "image": True}
+        info = probe(path)
+    except (ConveyorError, OSError, ValueError):
+        return None
+    return {"duration": info.duration, "width": info.width, "height": info.height}
+
+
+def media_cap_errors(session: Any, data: Any, user_id: str | None, field: str = "input") -> list[dict[str, str]]:
+    """The inputs naming an uploaded file (``file:<id>``) over a media cap, as field errors (``media_too_large``)."""
+    from actors.caps import over_caps
+
+    if isinstance(data, dict):
+        return [e for k, v in data.items() for e in media_cap_errors(session, v, user_id, f"{field}.{k}")]
+    if isinstance(data, list):
+        return [e for i, v in enumerate(data) for e in media_cap_errors(session, v, user_id, f"{field}.{i}")]
+    if not (isinstance(data, str) and data.startswith("file:")) or len(data) > 41:
+        return []
+    stored = session.get(StoredFile, data[len("file:"):])
+    if stored is None or stored.user_id != user_id or not stored.media:
+        return []
+    media = stored.media
+    reason = over_caps(media.get("duration"), media.get("width"), media.get("height"), image=bool(media.get("image")))
+    return [{"field": field, "message": reason, "code": "media_too_large"}] if reason else []
+
+
+def used_bytes(user_id: str | None) -> int:
+    """The bytes of the user's stored files (uploads and job outputs)."""
+    with transaction() as session:
+        return int(session.scalar(select(func.coalesce(func.sum(StoredFile.size), 0))
+                                  .where(StoredFile.user_id == user_id)) or 0)
+
+
+def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, max_bytes: int,
+                quota_bytes: int | None = None, declared_bytes: int | None = None) -> dict[str, Any]:
     """Sniff, size-check and store an upload; returns its file object.
+
+    ``quota_bytes``: the most the user's stored files may add up to, this one included (checked
+    with ``declared_bytes`` before the body is read, and with the real size before it is stored).
 
     Raises:
       UnsupportedFile: empty, or not an accepted kind.
       FileTooLarge: more than ``max_bytes`` bytes.
+      QuotaExceeded: over ``quota_bytes``.
     """
+    used = used_bytes(user_id) if quota_bytes else 0
+    if quota_bytes and used + max(0, min(declared_bytes or 0, max_bytes)) > quota_bytes:
+        raise QuotaExceeded(quota_bytes, used)
     head = stream.read(SNIFF_BYTES)
     if not head:
         raise UnsupportedFile("the file is empty")
@@ -143,15 +164,30 @@ def save_upload(stream: BinaryIO, *, filename: str | None, user_id: str | None, 
             tmp.write(chunk)
         if size > max_bytes:
             raise FileTooLarge(max_bytes)
+        if quota_bytes and used + size > quota_bytes:
+            raise QuotaExceeded(quota_bytes, used)
         tmp.flush()
+        media = describe_media(Path(tmp.name), content_type)
         key = new_key(f"uploads/{user_id or 'shared'}", f"file.{extension}")
         get_storage().put_file(key, Path(tmp.name), content_type)
-    with transaction() as session:
-        stored = StoredFile(user_id=user_id, key=key, filename=clean_filename(filename, extension),
-                            content_type=content_type, size=size)
-        session.add(stored)
-        session.flush()
-        return describe(stored)
+    try:
+        with transaction() as session:
+            if quota_bytes and user_id is not None:
+                # Uploads of one user are serialized here (the user's row is locked; SQLite's writers
+                # are serialized anyway), so concurrent uploads cannot together pass the quota.
+                session.execute(select(User.id).where(User.id == user_id).with_for_update())
+                now_used = int(session.scalar(select(func.coalesce(func.sum(StoredFile.size), 0))
+                                              .where(StoredFile.user_id == user_id)) or 0)
+                if now_used + size > quota_bytes:
+                    raise QuotaExceeded(quota_bytes, now_used)
+            stored = StoredFile(user_id=user_id, key=key, filename=clean_filename(filename, extension),
+                                content_type=content_type, size=size, media=media)
+            session.add(stored)
+            session.flush()
+            return describe(stored)
+    except BaseException:
+        get_storage().delete(key)
+        raise
 
 
 def _owned(session: Any, file_id: str, user_id: str | None) -> StoredFile:

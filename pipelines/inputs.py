@@ -30,10 +30,11 @@ def _names_a_file(value: str) -> str:
 
 
 #: A job input that names a file.
-FileRef = Annotated[str, AfterValidator(_names_a_file), Field(json_schema_extra={"format": FILE_FORMAT})]
+FileRef = Annotated[str, AfterValidator(_names_a_file),
+                    Field(max_length=2048, json_schema_extra={"format": FILE_FORMAT})]
 
 #: The spoken language of a recording to transcribe.
-Language = Annotated[str | None, Field(description="ISO 639-1 code of the spoken language (detected if unset).")]
+Language = Annotated[str | None, Field(max_length=16, description="ISO 639-1 code of the spoken language (detected if unset).")]
 #: How long the pieces of a recording to transcribe are.
 ChunkSeconds = Annotated[float | None, Field(ge=10, le=600, description="Target chunk length in seconds (60).")]
 

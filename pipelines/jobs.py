@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +23,15 @@ from pipelines import engine
 from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
 from pipelines.dispatch import send
+from pipelines.files import media_cap_errors
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
 from pipelines.models import Job, JobStatus, iso
 from pipelines.progress import remaining_eta
 from pipelines.results import FileNotFound, resolve_file_references
 from pipelines.urls import url_errors, webhook_url_errors
 
+#: The character PostgreSQL cannot store in text or JSON.
+NUL = "\x00"
 #: Most jobs one list call returns.
 MAX_PAGE = 100
 _READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
@@ -100,6 +104,10 @@ def check_request(pipeline: str, input: Any, webhook_url: str | None = None) -> 
       InvalidJobInput: an unknown pipeline, one this install cannot run (its local providers are not
         installed and their keys not set), bad input, or a URL that may not be fetched or posted to.
     """
+    nul = nul_fields({"pipeline": pipeline, "input": input, "webhook_url": webhook_url})
+    if nul:
+        raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
+                               for name in nul])
     errors = unavailable_errors(pipeline) + webhook_url_errors(webhook_url)
     data: dict[str, Any] = {}
     try:
@@ -112,20 +120,50 @@ def check_request(pipeline: str, input: Any, webhook_url: str | None = None) -> 
     return data
 
 
+def nul_fields(value: Any, field: str = "") -> list[str]:
+    """The dotted names of the strings (dict keys included) under ``value`` holding U+0000.
+
+    PostgreSQL's text and JSON columns cannot store that character; SQLite can, so it is refused
+    before either sees it.
+    """
+    if isinstance(value, str):
+        return [field or "value"] if NUL in value else []
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{field}.{key}" if field else str(key)
+            if NUL in str(key):
+                found.append(name.replace(NUL, "\\u0000"))
+            found += nul_fields(item, name)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found += nul_fields(item, f"{field}.{index}" if field else str(index))
+    return list(dict.fromkeys(f.replace(NUL, "\\u0000") for f in found))
+
+
 def _request_hash(**request: Any) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def start_job(
     *, pipeline: str, input: dict[str, Any], user_id: str | None = None, project_id: str | None = None,
-    webhook_url: str | None = None, idempotency_key: str | None = None,
+    webhook_url: str | None = None, idempotency_key: str | None = None, admit: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Accept a job: validate, write the job and its first run, then send the first message.
+
+    ``admit`` (e.g. a rate limit) is called once this request is known to create the job: after
+    its row is written, so that a repeat of an Idempotency-Key, concurrent or not, waits for the
+    first request and gets its job without being admitted (counted) again. Whatever it raises
+    undoes the job.
 
     Raises:
       InvalidJobInput: unknown pipeline, bad input or a URL that may not be fetched (field errors).
       IdempotencyConflict: the key was used before with another body.
     """
+    nul = nul_fields({"project_id": project_id, "Idempotency-Key": idempotency_key})
+    if nul:
+        raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
+                               for name in nul])
     data = check_request(pipeline, input, webhook_url)
     definition = get_pipeline(pipeline)
     assert definition is not None
@@ -136,6 +174,9 @@ def start_job(
                 existing = _by_idempotency_key(session, user_id, idempotency_key)
                 if existing is not None:
                     return _replay(existing, digest)
+            too_large = media_cap_errors(session, data, user_id)
+            if too_large:  # refused before any stage runs, let alone a fan-out
+                raise InvalidJobInput(too_large)
             try:
                 resolved = resolve_file_references(session, data, user_id)
                 if definition.prepare_input is not None:
@@ -143,10 +184,16 @@ def start_job(
             except FileNotFound as exc:
                 raise InvalidJobInput([{"field": f"input.{exc.field}", "message": "no such file"}]) from None
             job = new_job_row(session, {
-                "pipeline": pipeline, "user_id": user_id, "input": data, "resolved_input": resolved,
+                # resolved_input is kept only when it differs from the input (file references resolved):
+                # the same JSON is not stored twice.
+                "pipeline": pipeline, "user_id": user_id, "input": data,
+                "resolved_input": None if resolved == data else resolved,
                 "project_id": project_id, "webhook_url": webhook_url, "idempotency_key": idempotency_key,
                 "request_hash": digest, "errors": [], "stages": engine.initial_summary(definition), "step": "Queued",
             })
+            if admit is not None:
+                job.save()  # the unique (user, key) row: a concurrent repeat waits here, then replays
+                admit()
             outbox = engine.start_step(session, job, definition, 0, resolved)
             engine.record_event(session, outbox, job, "status", status=job.status)
             body = serialize(job)
@@ -159,6 +206,11 @@ def start_job(
             return _replay(existing, digest)
     send(outbox)
     return body
+
+
+def first_input(job: JobLike) -> Any:
+    """The first stage's input: the resolved input, or the input itself when nothing needed resolving."""
+    return job.resolved_input if job.resolved_input is not None else job.input
 
 
 def idempotency_key_used(user_id: str | None, key: str) -> bool:
@@ -219,6 +271,8 @@ def _encode_cursor(job: Job) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        if "\x00" in job_id or len(job_id) > 36:
+            raise ValueError(job_id)
         return datetime.fromisoformat(created), job_id
     except (ValueError, UnicodeDecodeError):
         raise InvalidJobInput([{"field": "cursor", "message": "not a cursor from a previous page"}]) from None
@@ -229,6 +283,10 @@ def list_jobs(
     project_id: str | None = None, limit: int = 20, cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of jobs, newest first, and the cursor of the next page (or None)."""
+    bad = nul_fields({"pipeline": pipeline, "status": status, "project_id": project_id, "cursor": cursor})
+    if bad:
+        raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
+                               for name in bad])
     if status is not None and status not in {s.value for s in JobStatus}:
         raise InvalidJobInput([{"field": "status", "message": f"unknown status {status!r}"}])
     limit = max(1, min(MAX_PAGE, limit))

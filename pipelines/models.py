@@ -7,7 +7,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -75,6 +86,8 @@ class User(Base):
     id: Mapped[uuid_pk]
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  #: sha256 of the bearer token
+    #: +1 each time the token is replaced or revoked; grants made under an older one stop working
+    token_generation: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[timestamp]
 
     def __repr__(self) -> str:
@@ -101,7 +114,8 @@ class Job(Base):
     stages: Mapped[json_column]  #: per-step summary, kept current so a read costs one query
     # Deferred: transitions lock and rewrite the job row many times and never need these.
     input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
-    resolved_input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)  #: the first stage's input
+    #: the first stage's input when it differs from ``input`` (file references resolved); else NULL
+    resolved_input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     result: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     errors: Mapped[json_column]  #: item failures tolerated by the pipeline
     error: Mapped[json_column]  #: {"stage", "code", "message"} of a failed job
@@ -186,4 +200,6 @@ class StoredFile(Base):
     filename: Mapped[str] = mapped_column(String(300))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: an upload's probe: ``{"duration", "width", "height"}`` (None when unknown), for the media caps
+    media: Mapped[json_column]
     created_at: Mapped[timestamp]

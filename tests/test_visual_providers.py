@@ -295,7 +295,7 @@ def test_local_roto_cuts_out_the_moving_subject(tmp_path):
 def test_local_roto_keeps_a_still_person_found_by_the_face(tmp_path):
     # Given a second of a still portrait (nothing moves, so only the face can seed the cut)
     video = tmp_path / "portrait.mp4"
-    run_ffmpeg(["-loop", "1", "-i", str(face_photo()), "-vf", "scale=192:224", "-r", "10", "-t", "1",
+    run_ffmpeg(["-f", "image2", "-loop", "1", "-i", str(face_photo()), "-vf", "scale=192:224", "-r", "10", "-t", "1",
                 "-pix_fmt", "yuv420p", str(video)])
     matte, mask = matte_local(video, tmp_path / "matte.mp4", tmp_path / "mask.png")
     alpha = np.asarray(Image.open(mask)) / 255.0

@@ -71,7 +71,7 @@ def speaking_video(tmp_path: Path) -> Path:
     speech = synthesize_local("Hello, my name is Grace, and I would like to tell you about computers.",
                               tmp_path / "speech.wav")
     video = tmp_path / "speaker.mp4"
-    run_ffmpeg(["-loop", "1", "-i", str(face_photo()), "-i", str(speech), "-vf", "scale=256:304", "-r", "10",
+    run_ffmpeg(["-f", "image2", "-loop", "1", "-i", str(face_photo()), "-i", str(speech), "-vf", "scale=256:304", "-r", "10",
                 "-shortest", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(video)])
     return video
 

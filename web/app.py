@@ -21,9 +21,7 @@ from web import dashboard, events, files, jobs, ops, pipelines_api, ratelimit
 from web.auth import authenticate
 from web.errors import register_error_handlers, validation_failed
 from web.schemas import ProblemOut
-
-#: bytes of multipart framing allowed on top of the upload limit (the exact limit is checked on the file).
-FORM_OVERHEAD = 64 * 1024
+from web.validation import FORM_OVERHEAD, limit_body, refuse_nul_characters
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -58,6 +56,10 @@ def default_config() -> dict[str, Any]:
     return {
         "SECRET_KEY": current.secret_key,
         "MAX_UPLOAD_BYTES": current.max_upload_bytes,
+        "MAX_JSON_BYTES": current.max_json_bytes,
+        "UPLOAD_RATE_LIMIT": current.upload_rate_limit,
+        "UPLOAD_BYTES_PER_HOUR": current.upload_bytes_per_hour,
+        "USER_QUOTA_BYTES": current.user_quota_bytes,
         "JOB_RATE_LIMIT": current.job_rate_limit,
         "RATELIMIT_STORAGE_URI": current.redis_url or "memory://",
         "SWAGGER_CONFIG": {"validatorUrl": None, "persistAuthorization": False},
@@ -82,7 +84,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config or {})
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"] + FORM_OVERHEAD
 
+    app.before_request(limit_body)
     app.before_request(authenticate)
+    app.before_request(refuse_nul_characters)
     ratelimit.install(app)
     for blueprint in (jobs.bp, events.bp, files.bp, pipelines_api.bp, ops.bp, ops.health_bp):
         app.register_api(blueprint)

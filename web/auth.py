@@ -7,8 +7,9 @@ server logs, browser history or Referer headers.
 A browser cannot send that header from an ``EventSource`` or an ``<audio src>``; for those, a
 client holding the token asks for a *grant*: a URL carrying ``access=<signed value>`` that
 opens one resource (one job's event stream, or one file) for one user, for a short time.
-The signature (HMAC with SECRET_KEY, via itsdangerous) binds the user, the resource and the
-time; a grant cannot open anything else and expires on its own.
+The signature (HMAC with SECRET_KEY, via itsdangerous) binds the user, the resource, the time
+and the user's token generation; a grant cannot open anything else, expires on its own, and
+stops working when the token it was made with is replaced or revoked.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from pipelines.users import user_for_token
+from pipelines.users import token_generation, user_for_token
 from web.errors import Problem
 
 #: Query parameters that would carry a bearer token; a request using one is refused.
-TOKEN_PARAMETERS = ("token", "access_token", "api_key", "apikey", "bearer")
+TOKEN_PARAMETERS = ("token", "access_token", "api_key", "apikey", "bearer")  #: all redacted in access logs
 #: The query parameter of a signed grant.
 GRANT_PARAMETER = "access"
 #: s an event-stream grant may be used to connect.
@@ -48,7 +49,7 @@ def _serializer() -> URLSafeTimedSerializer:
 
 def grant_for(resource: str, *, user_id: str, path: str, seconds: int) -> Grant:
     """A URL for ``path`` that opens ``resource`` (e.g. ``events:<job id>``) as ``user_id``."""
-    value = _serializer().dumps({"u": user_id, "r": resource})
+    value = _serializer().dumps({"u": user_id, "r": resource, "g": token_generation(user_id)})
     return Grant(url=f"{path}?{GRANT_PARAMETER}={value}", expires_in=seconds)
 
 
@@ -66,6 +67,8 @@ def _user_from_grant(value: str) -> str:
         raise Problem(401, "The access grant is not valid.") from None
     if not isinstance(data, dict) or data.get("r") != resource or not data.get("u"):
         raise Problem(401, "The access grant is for another resource.")
+    if data.get("g") is None or data["g"] != token_generation(str(data["u"])):
+        raise Problem(401, "The access grant was made with a token that has since been replaced or revoked.")
     return str(data["u"])
 
 

@@ -163,17 +163,48 @@ def users_create(name: str) -> None:
 @click.argument("name")
 def users_link(name: str) -> None:
     """A dashboard sign-in link for the user NAME, with a new token (its previous token stops working)."""
-    from pipelines.users import replace_token
+    from pipelines.users import UserNotFound, rotate_token
     from web.devserver import save_token, sign_in_link
 
     _ready_database()
-    user = replace_token(name)
-    if user is None:
-        raise click.ClickException(f"no user is called {name!r}; `conveyor users create {name}` makes one")
+    try:
+        user = rotate_token(name)
+    except UserNotFound as exc:
+        raise click.ClickException(f"{exc}; `conveyor users create {name}` makes one") from None
     save_token(user.name, user.token)
     click.echo(f"Open this link to sign in as {user.name} (it holds a new token; the previous one no longer "
                f"works):")
     click.echo(sign_in_link(user.token))
+
+
+@users.command("token")
+@click.argument("name")
+def users_token(name: str) -> None:
+    """Give a user (by name or id) a new token; the old one and links made with it stop working.
+
+    Prints the new token alone on the last line (it is shown only once).
+    """
+    from pipelines.users import UserNotFound, rotate_token
+
+    try:
+        user = rotate_token(name)
+    except UserNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"User {user.name} ({user.id}) has a new token; the old one no longer works. Its token:")
+    click.echo(user.token)
+
+
+@users.command("revoke")
+@click.argument("name")
+def users_revoke(name: str) -> None:
+    """Revoke every token of a user (by name or id), and the grants and file links made with them."""
+    from pipelines.users import UserNotFound, revoke_tokens
+
+    try:
+        user_id = revoke_tokens(name)
+    except UserNotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Revoked the tokens of user {name} ({user_id}); `conveyor users token {name}` makes a new one.")
 
 
 @main.command()

@@ -6,12 +6,15 @@ import logging
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
 import dramatiq
+from werkzeug.serving import WSGIRequestHandler
 
 from conveyor.config import settings
+from conveyor.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +41,15 @@ def sign_in_token(name: str) -> str:
     while it still works, so each run of ``make dev`` or ``make demo`` does not replace it. Otherwise the
     user gets a new token (its old one stops working), or is created when no user has that name.
     """
-    from pipelines.users import create_user, replace_token
+    from pipelines.users import UserNotFound, create_user, rotate_token
 
     token = saved_token(name)
     if token is not None:
         return token
-    user = replace_token(name) or create_user(name)
+    try:
+        user = rotate_token(name)
+    except UserNotFound:
+        user = create_user(name)
     save_token(name, user.token)
     return user.token
 
@@ -80,6 +86,24 @@ def first_user_link(host: str, port: int) -> tuple[str, str]:
     return name, sign_in_link(sign_in_token(name), host, port)
 
 
+class RedactingRequestHandler(WSGIRequestHandler):
+    """werkzeug's request handler, whose access lines hide grant and ``?token=`` values."""
+
+    def log(self, type: str, message: str, *args: object) -> None:  # noqa: A002 - werkzeug's signature
+        super().log(type, "%s", redact_url(message % args if args else message))
+
+
+def stop_gracefully(*, wait: float = 5.0) -> None:
+    """End open event streams cleanly (waiting up to ``wait`` s), then exit."""
+    from web import events
+
+    events.begin_shutdown()
+    deadline = time.monotonic() + wait
+    while events.open_streams() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sys.exit(0)
+
+
 def run_dev(host: str, port: int, threads: int) -> None:
     """Serve the app with a threaded server (event streams hold a thread each) next to the worker."""
     from werkzeug.serving import run_simple
@@ -87,8 +111,9 @@ def run_dev(host: str, port: int, threads: int) -> None:
     from web.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Exit normally on SIGTERM too, so exit hooks stop the embedded Redis server.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Exit normally on SIGTERM too, so exit hooks stop the embedded Redis server; open event
+    # streams first end cleanly with a retry: hint (they notice within CLOSE_POLL seconds).
+    signal.signal(signal.SIGTERM, lambda *_: stop_gracefully())
     worker = start_embedded_worker(threads)
     app = create_app()
     from pipelines.users import first_user_name
@@ -103,6 +128,7 @@ def run_dev(host: str, port: int, threads: int) -> None:
         click.echo(f"({name} was given a new token for it: a token {name} was given before no longer works.)")
     click.echo(f"(`conveyor users link {name}` makes a new link any time.)")
     try:
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False,
+                   request_handler=RedactingRequestHandler)
     finally:
         worker.stop()

@@ -22,14 +22,14 @@ PROBLEM_JSON = "application/problem+json"
 class Problem(Exception):
     """Raised by a view to answer with a problem document."""
 
-    def __init__(self, status: int, detail: str | None = None, *,
-                 errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, detail: str | None = None, *, errors: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None, limit: str | None = None) -> None:
         super().__init__(detail or str(status))
-        self.status, self.detail, self.errors, self.headers = status, detail, errors, headers
+        self.status, self.detail, self.errors, self.headers, self.limit = status, detail, errors, headers, limit
 
 
-def problem(status: int, detail: str | None = None, *,
-            errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None) -> Response:
+def problem(status: int, detail: str | None = None, *, errors: list[dict[str, str]] | None = None,
+            headers: dict[str, str] | None = None, limit: str | None = None) -> Response:
     """A problem+json response.
 
     Its ``type`` is ``about:blank``, so its ``title`` is the status phrase (RFC 9457); what went
@@ -40,6 +40,8 @@ def problem(status: int, detail: str | None = None, *,
         body["detail"] = detail
     if errors is not None:
         body["errors"] = errors
+    if limit is not None:
+        body["limit"] = limit
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON
@@ -76,8 +78,9 @@ def _http_error(exc: HTTPException) -> Response:
     if status == 405 and allowed:
         headers["Allow"] = ", ".join(allowed)
     if status == 413:
-        limit = current_app.config.get("MAX_UPLOAD_BYTES")
-        return problem(413, f"The request is larger than the limit of {limit} bytes.", headers=headers)
+        limit = request.max_content_length or current_app.config.get("MAX_UPLOAD_BYTES")
+        return problem(413, f"The request body is larger than the limit of {limit} bytes.", headers=headers,
+                       limit="max_json_bytes" if request.endpoint != "files.upload_file" else "max_upload_bytes")
     return problem(status, exc.description if status != 404 else "No such resource.", headers=headers)
 
 
@@ -91,7 +94,7 @@ def register_error_handlers(app: Flask) -> None:
     """Map HTTP errors and the engine's errors to problem documents."""
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Problem, lambda e: problem(e.status, e.detail, errors=e.errors,
-                                                          headers=e.headers))
+                                                          headers=e.headers, limit=e.limit))
     app.register_error_handler(JobNotFound, lambda e: problem(404, "No such job."))
     app.register_error_handler(StoredFileNotFound, lambda e: problem(404, "No such file."))
     app.register_error_handler(JobConflict, lambda e: problem(409, str(e)))
@@ -102,6 +105,6 @@ def register_error_handlers(app: Flask) -> None:
         IdempotencyConflict,
         lambda e: problem(422, str(e),
                           errors=[{"field": "Idempotency-Key", "message": str(e)}]))
-    app.register_error_handler(FileTooLarge, lambda e: problem(413, str(e)))
+    app.register_error_handler(FileTooLarge, lambda e: problem(413, str(e), limit=e.name))
     app.register_error_handler(UnsupportedFile, lambda e: problem(415, str(e)))
     app.register_error_handler(Exception, _unexpected)

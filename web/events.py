@@ -39,6 +39,36 @@ MAX_STREAM_SECONDS = 30 * 60
 RECONNECT_MS = 3000
 #: s a job read waits for others to share its query (see :class:`SharedReads`).
 BATCH_WAIT = 0.003
+#: s between a stream's checks that the process is shutting down (a stream ends within this).
+CLOSE_POLL = 2.0
+#: ms a client is told to wait before reconnecting when the process shuts down (to another process).
+CLOSING_RETRY_MS = 1000
+
+_closing = threading.Event()
+_open_streams = 0
+_open_lock = threading.Lock()
+
+
+def begin_shutdown() -> None:
+    """The process is stopping (SIGTERM): every open stream ends at its next event or poll, cleanly.
+
+    Each sends a ``retry:`` hint and a comment and closes, before gunicorn's graceful timeout would
+    cut it mid-event; EventSource reconnects (to another process) by itself.
+    """
+    _closing.set()
+
+
+def shutting_down() -> bool:
+    return _closing.is_set()
+
+
+def open_streams() -> int:
+    """Event streams open in this process."""
+    return _open_streams
+
+
+def _closing_message() -> str:
+    return f"retry: {CLOSING_RETRY_MS}\n: the server is restarting; reconnect\n\n"
 
 
 @dataclass(frozen=True)
@@ -143,21 +173,29 @@ def sse(kind: str, snapshot: Snapshot) -> str:
 def job_stream(job_id: str, user_id: str, *, keep_alive: float = KEEP_ALIVE,
                max_seconds: float = MAX_STREAM_SECONDS) -> Iterator[str]:
     """The event stream's text; subscribes before the first read so no change falls in between."""
+    global _open_streams
     deadline = time.monotonic() + max_seconds
+    with _open_lock:
+        _open_streams += 1
     try:
         yield from _stream(job_id, user_id, keep_alive, deadline)
     finally:
+        with _open_lock:
+            _open_streams -= 1
         shared_reads.forget(job_id, user_id)
 
 
 def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> Iterator[str]:
-    with streams.subscribe(job_id, timeout=keep_alive) as notices:
+    with streams.subscribe(job_id, timeout=min(keep_alive, CLOSE_POLL)) as notices:
         last = snapshot_of(get_job(job_id, user_id=user_id))
         yield f"retry: {RECONNECT_MS}\n" + sse("status", last)
         written = time.monotonic()
         if last.job["status"] in TERMINAL_JOB:
             return
         for notice in notices:
+            if _closing.is_set():
+                yield _closing_message()
+                return
             if notice is not None:
                 try:
                     current = shared_reads.after(job_id, user_id, notice.get("received_at", time.monotonic()))

@@ -10,23 +10,34 @@ from flask_openapi3 import APIBlueprint, Tag
 from pipelines.files import get_file, open_download, save_upload
 from web.auth import FILE_GRANT_SECONDS, current_user_id, grant_for
 from web.errors import Problem
+from web.ratelimit import check_upload_rate, count_upload_bytes
 from web.schemas import FileForm, FileLinkOut, FileOut, FilePath, ProblemOut
+from web.validation import FORM_OVERHEAD
 
 bp = APIBlueprint("files", __name__, url_prefix="/api/files", abp_tags=[Tag(name="files")],
                   abp_security=[{"bearer": []}], abp_responses={401: ProblemOut})
 
 
-@bp.post("", responses={201: FileOut, 400: ProblemOut, 413: ProblemOut, 415: ProblemOut},
+@bp.post("", responses={201: FileOut, 400: ProblemOut, 413: ProblemOut, 415: ProblemOut, 429: ProblemOut},
          summary="Upload a file (multipart field `file`)",
          description="Audio, video or an image, recognised from its content, not its name. Name it in a job "
-                     "input as `\"file:<id>\"`.")
+                     "input as `\"file:<id>\"`. Uploads are limited per user: a count and bytes per hour (429), "
+                     "and a storage quota of all your files (413); the problem's `limit` names the one reached.")
 def upload_file(form: FileForm) -> tuple[dict[str, Any], int]:
+    user_id = current_user_id()
+    config = current_app.config
+    length = request.content_length
+    # Counted before the body is read: the upload, and its declared bytes
+    check_upload_rate(user_id, min(length or 0, config["MAX_CONTENT_LENGTH"]))
     upload = request.files.get("file")
     if upload is None:
         raise Problem(400, "Send the file as the multipart/form-data field `file`.")
     stream: Any = upload.stream
-    stored = save_upload(stream, filename=upload.filename, user_id=current_user_id(),
-                         max_bytes=current_app.config["MAX_UPLOAD_BYTES"])
+    stored = save_upload(stream, filename=upload.filename, user_id=user_id, max_bytes=config["MAX_UPLOAD_BYTES"],
+                         quota_bytes=config["USER_QUOTA_BYTES"] or None,
+                         declared_bytes=max(0, (length or 0) - FORM_OVERHEAD))
+    if length is None:  # a chunked upload: its bytes count once known (the next upload may be refused)
+        count_upload_bytes(user_id, stored["size"])
     return stored, 201
 
 

@@ -19,6 +19,8 @@ keepalive = 5
 timeout = 30
 graceful_timeout = 20
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+#: Access lines with grant (?access=) and refused ?token= values replaced by [redacted].
+logger_class = "web.accesslog.RedactingLogger"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 control_socket_disable = True
@@ -48,3 +50,25 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook signatur
 
     gc.collect()
     gc.freeze()
+    _end_streams_on_sigterm()
+
+
+def _end_streams_on_sigterm() -> None:
+    """On SIGTERM, end open event streams cleanly (a ``retry:`` hint) before the graceful timeout.
+
+    gunicorn's own handler stops the worker from accepting; it is called after ours. Without this,
+    streams were cut mid-chunk when ``graceful_timeout`` ran out.
+    """
+    import signal
+    import sys
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:  # noqa: ANN001 - a signal handler's signature
+        events = sys.modules.get("web.events")
+        if events is not None:
+            events.begin_shutdown()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)

@@ -14,7 +14,6 @@ from pipelines.jobs import (
     cancel_job,
     check_request,
     get_job,
-    idempotency_key_used,
     list_jobs,
     retry_job,
     start_job,
@@ -67,7 +66,7 @@ def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = 
     return response
 
 
-@bp.post("", responses={202: JobAcceptedOut, 400: ProblemOut, 422: ProblemOut, 429: ProblemOut},
+@bp.post("", responses={202: JobAcceptedOut, 400: ProblemOut, 413: ProblemOut, 422: ProblemOut, 429: ProblemOut},
          summary="Start a job",
          description="Answers at once with 202 and the job; `Location` names it and `Retry-After` says when to "
                      "poll. An `Idempotency-Key` header makes retries of this request safe: the same key and body "
@@ -76,11 +75,22 @@ def create_job(body: JobIn, header: JobRequestHeaders) -> Response:
     key = header.idempotency_key or None
     user_id = current_user_id()
     # Every request counts, refused ones too (a flood of bad ones is still a flood), except the
-    # repeat of one already accepted: a retried request gets its job back even over the limit.
-    if key is None or not idempotency_key_used(user_id, key):
+    # repeat of an accepted Idempotency-Key: it never counts and never gets 429, even when sent
+    # concurrently with the first (the first counts once its job row is written; repeats wait for
+    # that row and replay it).
+    if key is None:
         check_job_rate(user_id)
-    job = start_job(pipeline=body.pipeline, input=body.input, user_id=user_id, project_id=body.project_id,
-                    webhook_url=body.webhook_url, idempotency_key=key)
+        admit = None
+    else:
+        def admit() -> None:
+            check_job_rate(user_id)
+    try:
+        job = start_job(pipeline=body.pipeline, input=body.input, user_id=user_id, project_id=body.project_id,
+                        webhook_url=body.webhook_url, idempotency_key=key, admit=admit)
+    except InvalidJobInput:
+        if key is not None:
+            check_job_rate(user_id)  # an invalid request counts, with a key or without
+        raise
     response = job_response(job, 202)
     response.headers["Location"] = f"/api/jobs/{job['id']}"
     response.headers.setdefault("Retry-After", "1")

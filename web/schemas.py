@@ -17,6 +17,8 @@ class ProblemOut(BaseModel):
     status: int
     detail: str | None = None
     errors: list[dict[str, str]] | None = Field(None, description="Each bad field: `{field, message}`.")
+    limit: str | None = Field(None, description="The limit that refused the request (413, 429): e.g. `job_rate`, "
+                                                "`upload_rate`, `upload_bytes`, `user_quota_bytes`, `max_json_bytes`.")
 
 
 class JobIn(BaseModel):
@@ -24,7 +26,8 @@ class JobIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    pipeline: str = Field(description="The name of a registered pipeline (see GET /api/pipelines).")
+    pipeline: str = Field(min_length=1, max_length=100,
+                          description="The name of a registered pipeline (see GET /api/pipelines).")
     input: dict[str, Any] = Field(default_factory=dict, description="The pipeline's input (its `input_schema`).")
     project_id: str | None = Field(None, max_length=100, description="Your own grouping key, for filtering.")
     webhook_url: str | None = Field(None, max_length=2048,
@@ -111,7 +114,8 @@ class JobsQuery(BaseModel):
     status: JobStatusName | None = None
     project_id: str | None = None
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = None
+    cursor: str | None = Field(None, max_length=200,
+                               description="`next_cursor` of the previous page; any other value answers 422.")
 
 
 class GrantOut(BaseModel):

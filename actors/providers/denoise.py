@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from actors.errors import InvalidMedia, PermanentError
-from actors.ffmpeg import ffmpeg_exe
+from actors.ffmpeg import ffmpeg_exe, input_args
 from actors.media import encode_audio, stream_pcm
 from actors.providers import pick
 from conveyor.config import settings
@@ -119,7 +119,7 @@ def denoise(source: Path, target: Path) -> Path:
 def measure_loudness(path: Path, filters: str = BAND_FILTERS) -> dict[str, str]:
     """The first ``loudnorm`` pass: the input's integrated loudness, range, true peak and threshold."""
     done = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(path), "-vn",
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *input_args(path), "-vn",
          "-af", f"{filters},loudnorm={LOUDNESS}:print_format=json", "-f", "null", "-"],
         capture_output=True, text=True, timeout=3600, check=False,
     )

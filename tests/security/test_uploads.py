@@ -144,7 +144,8 @@ def test_hostile_names_get_a_server_generated_key_inside_the_storage_root(client
 def test_paths_outside_the_files_answer_404(client, auth, path):
     upload(client, auth, SAMPLE.read_bytes())  # there is something to find, for whoever may
     response = client.get(path, headers=auth)
-    assert response.status_code == 404, (path, response.status_code)
+    # A NUL is refused before any lookup (422 on every database: PostgreSQL cannot store it)
+    assert response.status_code == (422 if "%00" in path else 404), (path, response.status_code)
     assert response.mimetype == "application/problem+json"
     assert b"root:" not in response.data and b"SQLite" not in response.data
 
