@@ -77,14 +77,15 @@ def queued_state(actor_name: str, delay: float | None = None) -> dict[str, Any]:
     }
 
 
-def queue_run(run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
+def queue_run(run: StageRun, policy: RetryPolicy, outbox: Outbox, payload: Any, *, delay: float | None = None,
               items_total: int | None = None, pipeline: str = "") -> None:
-    """Mark the loaded ``run`` queued under a fresh token and put its message in the outbox."""
+    """Mark the loaded ``run`` queued under a fresh token and put its message (with ``payload``, the run's
+    input) in the outbox."""
     assert run.actor is not None
     for column, value in queued_state(run.actor, delay).items():
         setattr(run, column, value)
     outbox.dispatches.append(
-        Dispatch(run.actor, run.input, run.job_id, run.id, run.dispatch_token or "", delay, policy.time_limit,
+        Dispatch(run.actor, payload, run.job_id, run.id, run.dispatch_token or "", delay, policy.time_limit,
                  items_total, run.step == 0, pipeline)
     )
 

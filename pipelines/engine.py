@@ -23,7 +23,7 @@ from actors.errors import ErrorInfo, PollLater
 from pipelines import progress
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox, queue_run, queued_state
-from pipelines.jobrow import JOBS, JobRow, lock_job
+from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job
 from pipelines.models import (
     STEP_ROW,
     TERMINAL_RUN,
@@ -128,7 +128,9 @@ def _queued_row(job: JobRow, index: int, item: int, name: str, actor: str, paylo
                 outbox: Outbox, items_total: int | None) -> tuple[dict[str, Any], Any]:
     """A queued run's row, and a callback that adds its message to the outbox once its id is known."""
     state = queued_state(actor)
-    row = {"job_id": job.id, "step": index, "item": item, "name": name, "actor": actor, "input": payload, **state}
+    # The job's own input is stored once, on the job: a first step's run (not a fan-out's item) reads it there.
+    stored = None if _input_is_the_jobs(job, index, item) else payload
+    row = {"job_id": job.id, "step": index, "item": item, "name": name, "actor": actor, "input": stored, **state}
 
     def dispatch(run_id: int) -> None:
         outbox.dispatches.append(Dispatch(actor, payload, job.id, run_id, state["dispatch_token"], None,
@@ -181,11 +183,23 @@ def start_step(session: Session, job: JobRow, pipeline: Pipeline, index: int, st
     return outbox
 
 
+def _input_is_the_jobs(job: JobRow, index: int, item: int) -> bool:
+    """Whether a run's input is the job's own (first step: its run, or a parallel branch; not a fan-out item)."""
+    return index == 0 and (item == STEP_ROW or pipeline_of(job).steps[0].kind == "parallel")
+
+
+def first_input(job: JobLike) -> Any:
+    """The first step's input: the resolved input, or the input itself when nothing needed resolving."""
+    return job.resolved_input if job.resolved_input is not None else job.input
+
+
 def requeue_run(job: JobRow, run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
                 ) -> None:
     """Queue a loaded run again (a retry, a wait, a rescue), telling a fan-out item its fan-out's size."""
     total = (job.stages or [])[run.step].get("items") if run.item != STEP_ROW else None
-    queue_run(run, policy, outbox, delay=delay, items_total=(total or {}).get("total"), pipeline=job.pipeline)
+    payload = first_input(job) if _input_is_the_jobs(job, run.step, run.item) else run.input
+    queue_run(run, policy, outbox, payload, delay=delay, items_total=(total or {}).get("total"),
+              pipeline=job.pipeline)
 
 
 def _queue_waiting_items(session: Session, job: JobRow, step: Step, index: int, outbox: Outbox) -> None:
@@ -492,9 +506,7 @@ def resume(session: Session, job: JobRow) -> Outbox:
     step = pipeline.steps[index]
     row = step_rows.get(index)
     if row is None:
-        # the first step's input: resolved_input is kept only where it differs from input
-        previous = step_rows[index - 1].output if index else (
-            job.resolved_input if job.resolved_input is not None else job.input)
+        previous = step_rows[index - 1].output if index else first_input(job)
         outbox.extend(start_step(session, job, pipeline, index, previous))
         return outbox
     update_summary(job, index, status="processing", error=None, finished_at=None)

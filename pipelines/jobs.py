@@ -208,11 +208,6 @@ def start_job(
     return body
 
 
-def first_input(job: JobLike) -> Any:
-    """The first stage's input: the resolved input, or the input itself when nothing needed resolving."""
-    return job.resolved_input if job.resolved_input is not None else job.input
-
-
 def idempotency_key_used(user_id: str | None, key: str) -> bool:
     """Whether the user's ``key`` already names a job (a request with it is a repeat, not a new job)."""
     with transaction() as session:

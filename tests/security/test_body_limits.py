@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from conveyor.config import load_settings
 from pipelines.db import transaction
-from pipelines.models import Job
+from pipelines.models import Job, StageRun
 from web.app import JSONProvider
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
@@ -105,6 +105,9 @@ def test_an_input_with_nothing_to_resolve_is_stored_once(client, auth):
         assert row.input == {"items": 1, "sleep": 0.0, "fail_items": [], "fail_mode": "permanent",
                              "fail_times": 1, "wait_seconds": 0.0} or row.input["items"] == 1
         assert row.resolved_input is None
+        # and the first step's run reads it from the job instead of keeping a copy
+        first = session.scalars(select(StageRun).where(StageRun.job_id == job["id"], StageRun.step == 0)).one()
+        assert first.input is None
 
 
 def test_a_chunked_body_under_the_limit_is_read_whole(client, auth):
