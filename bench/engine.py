@@ -230,28 +230,51 @@ class Bench:
 
 
 def measure_round(bench: Bench, processes: int, results: dict[str, list[float]]) -> None:
-    chain_handoffs = CHAINS * 4
     key = f"p{processes}"
+    measured: dict[str, dict[str, float]] = {}
     for side in ("bare", "engine", "celery"):
-        with bench.workers(side, processes) as workers:
-            # The workers' own rate: the chains are submitted while they are frozen, then drained.
-            workers.pause()
-            handles = bench.submit_chains(side, CHAINS)
-            pids = workers.pids()
-            cpu0 = (cpu_seconds(pids=pids), cpu_seconds(("postgres",)), cpu_seconds(("redis-server",)))
-            t0 = time.monotonic()
-            workers.resume()
-            bench.wait_chains(side, handles)
-            seconds = time.monotonic() - t0
-            cpu1 = (cpu_seconds(pids=pids), cpu_seconds(("postgres",)), cpu_seconds(("redis-server",)))
-            results.setdefault(f"{key} {side} chains/s", []).append(CHAINS / seconds)
-            for name, before, after in zip(("worker", "postgres", "redis"), cpu0, cpu1, strict=True):
-                results.setdefault(f"{key} {side} {name} ms/hand-off", []).append(
-                    1000.0 * (after - before) / chain_handoffs)
-            # Submitted while they run, by this one process: the submit path counts too.
-            results.setdefault(f"{key} {side} live chains/s", []).append(CHAINS / bench.chains(side, CHAINS))
+        if side == "celery":
+            # What an earlier Celery run left (reserved, unacknowledged) would come back mid-run.
+            bench.redis.delete("bench_celery", "unacked", "unacked_index", "unacked_mutex")
+        try:
+            measured[side] = measure_side(bench, side, processes)
+        except Exception as error:  # a Celery chain that never finished: say so, leave this round of it out
             if side != "celery":
-                results.setdefault(f"{key} {side} fan-out s", []).append(bench.fanouts(side))
+                raise
+            print(f"celery, {processes} process(es): {type(error).__name__}: {error}; round left out", flush=True)
+            results.setdefault(f"{key} celery failures", []).append(1.0)
+    for side, values in measured.items():
+        for name, value in values.items():
+            results.setdefault(f"{key} {side} {name}", []).append(value)
+    bare, engine = measured["bare"], measured["engine"]
+    results.setdefault(f"{key} ratio chain", []).append(engine["chains/s"] / bare["chains/s"])
+    results.setdefault(f"{key} ratio live", []).append(engine["live chains/s"] / bare["live chains/s"])
+    results.setdefault(f"{key} ratio fan-out", []).append(bare["fan-out s"] / engine["fan-out s"])
+    if "celery" in measured:
+        results.setdefault(f"{key} ratio celery", []).append(engine["chains/s"] / measured["celery"]["chains/s"])
+
+
+def measure_side(bench: Bench, side: str, processes: int) -> dict[str, float]:
+    values: dict[str, float] = {}
+    with bench.workers(side, processes) as workers:
+        # The workers' own rate: the chains are submitted while they are frozen, then drained.
+        workers.pause()
+        handles = bench.submit_chains(side, CHAINS)
+        pids = workers.pids()
+        cpu0 = (cpu_seconds(pids=pids), cpu_seconds(("postgres",)), cpu_seconds(("redis-server",)))
+        t0 = time.monotonic()
+        workers.resume()
+        bench.wait_chains(side, handles)
+        seconds = time.monotonic() - t0
+        cpu1 = (cpu_seconds(pids=pids), cpu_seconds(("postgres",)), cpu_seconds(("redis-server",)))
+        values["chains/s"] = CHAINS / seconds
+        for name, before, after in zip(("worker", "postgres", "redis"), cpu0, cpu1, strict=True):
+            values[f"{name} ms/hand-off"] = 1000.0 * (after - before) / (CHAINS * 4)
+        # Submitted while they run, by this one process: the submit path counts too.
+        values["live chains/s"] = CHAINS / bench.chains(side, CHAINS)
+        if side != "celery":
+            values["fan-out s"] = bench.fanouts(side)
+    return values
 
 
 def describe(values: list[float], digits: int = 2) -> str:
@@ -294,16 +317,6 @@ def run(database_url: str, rounds: int, process_counts: list[int]) -> None:
         for processes in process_counts:
             measure_round(bench, processes, results)
         print(f"round {n + 1}/{rounds} done", flush=True)
-        for processes in process_counts:
-            key = f"p{processes}"
-            results.setdefault(f"{key} ratio chain", []).append(
-                results[f"{key} engine chains/s"][-1] / results[f"{key} bare chains/s"][-1])
-            results.setdefault(f"{key} ratio fan-out", []).append(
-                results[f"{key} bare fan-out s"][-1] / results[f"{key} engine fan-out s"][-1])
-            results.setdefault(f"{key} ratio celery", []).append(
-                results[f"{key} engine chains/s"][-1] / results[f"{key} celery chains/s"][-1])
-            results.setdefault(f"{key} ratio live", []).append(
-                results[f"{key} engine live chains/s"][-1] / results[f"{key} bare live chains/s"][-1])
 
     latency = {}
     for side in ("bare", "engine"):
@@ -330,7 +343,9 @@ def run(database_url: str, rounds: int, process_counts: list[int]) -> None:
         print(f"  engine/bare chains {describe(results[f'{key} ratio chain'])} "
               f"(submitted while running {describe(results[f'{key} ratio live'])}), "
               f"fan-out {describe(results[f'{key} ratio fan-out'])}; "
-              f"engine/Celery chains {describe(results[f'{key} ratio celery'])}")
+              f"engine/Celery chains {describe(results[f'{key} ratio celery'])}"
+              + (f" ({len(results[f'{key} celery failures'])} Celery round(s) left out: a chain never finished)"
+                 if f"{key} celery failures" in results else ""))
     print(f"\nhand-off between stages doing {WORK_SECONDS * ms:.0f} ms of work ({3 * LATENCY_SAMPLES} hand-offs), "
           "and submit -> first stage start on an idle worker:")
     for side in ("bare", "engine"):
