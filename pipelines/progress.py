@@ -80,6 +80,8 @@ def past_durations(session: Session, pipeline: str) -> dict[int, float]:
 
 #: A step's fraction done below which its rate says nothing yet (its first reports, or none at all).
 MEASURABLE = 0.05
+#: s; a step's rate measured over less time says nothing of the steps after it (a quick download or split).
+MIN_OBSERVED = 5.0
 
 
 def eta_from(progress: float, step_start_progress: float, step_started: datetime | None, now: datetime,
@@ -88,7 +90,7 @@ def eta_from(progress: float, step_start_progress: float, step_started: datetime
 
     Two estimates, blended (trusting the first more as the job advances): the current step's own
     rate (progress points per second since it started) over the points left, once the step has made
-    measurable progress; and the past durations of this step (the part left) and the steps after it.
+    measurable progress over a measurable time; and the past durations of this step (the part left) and the steps after it.
     The job's overall rate is not used: quick first steps (a download, a split) would make a long
     transcription look a few seconds from done.
 
@@ -100,8 +102,9 @@ def eta_from(progress: float, step_start_progress: float, step_started: datetime
     from_history = None if history is None else (1 - fraction) * history["self"] + history["after"]
     from_rate = None
     gained = progress - step_start_progress
-    if step_started is not None and fraction >= MEASURABLE and gained > 0:
-        from_rate = max(0.0, (now - step_started).total_seconds()) * (100.0 - progress) / gained
+    observed = (now - step_started).total_seconds() if step_started is not None else 0.0
+    if observed >= MIN_OBSERVED and fraction >= MEASURABLE and gained > 0:
+        from_rate = observed * (100.0 - progress) / gained
     if from_history is not None and from_rate is not None:
         trust = progress / 100.0
         return (1 - trust) * from_history + trust * from_rate

@@ -19,7 +19,7 @@ depends_on = None
 
 # ETA: the job's own rate, blended with past durations of the steps left (trusting the rate as it advances).
 # ETA, as pipelines.progress.eta_from computes it: the current step's own rate once it has made
-# measurable progress, blended with past durations of the steps left (trusting the rate as it advances).
+# measurable progress (5 %, over 5 s), blended with past durations of the steps left (trusting the rate as it advances).
 ETA = r"""
 CREATE OR REPLACE FUNCTION conveyor_eta(p_progress float8, p_step_start float8, p_step_started timestamp,
                                         p_now timestamp, p_history jsonb, p_fraction float8) RETURNS float8
@@ -29,9 +29,9 @@ BEGIN
   IF p_history IS NOT NULL AND jsonb_typeof(p_history) <> 'null' THEN
     h := (1 - p_fraction) * (p_history->>'self')::float8 + (p_history->>'after')::float8;
   END IF;
-  IF p_step_started IS NOT NULL AND p_fraction >= 0.05 AND p_progress > p_step_start THEN
-    r := greatest(0.0, extract(epoch FROM p_now - p_step_started)) * (100.0 - p_progress)
-         / (p_progress - p_step_start);
+  IF p_step_started IS NOT NULL AND extract(epoch FROM p_now - p_step_started) >= 5.0 AND p_fraction >= 0.05
+     AND p_progress > p_step_start THEN
+    r := extract(epoch FROM p_now - p_step_started) * (100.0 - p_progress) / (p_progress - p_step_start);
   END IF;
   IF h IS NOT NULL AND r IS NOT NULL THEN
     RETURN (1 - p_progress / 100.0) * h + (p_progress / 100.0) * r;
