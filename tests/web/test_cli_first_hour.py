@@ -214,7 +214,7 @@ def test_users_create_in_a_fresh_folder_makes_its_database_or_leaves_nothing(tmp
     assert linked.returncode == 0, linked.stderr
     assert linked.stdout.strip().splitlines()[-1].startswith("http://127.0.0.1:5000/#token=cvy_")
     nobody = _conveyor(tmp_path, "users", "link", "zed")
-    assert nobody.returncode == 1 and "no user is called 'zed'" in nobody.stderr
+    assert nobody.returncode == 1 and "no user is named 'zed'" in nobody.stderr
 
     fresh = tmp_path / "fresh"
     fresh.mkdir()
