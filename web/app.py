@@ -54,7 +54,7 @@ class ConveyorAPI(OpenAPI):
 def default_config() -> dict[str, Any]:
     current = settings()
     return {
-        "SECRET_KEY": current.secret_key,
+        "SECRET_KEY": current.signing_key,
         "MAX_UPLOAD_BYTES": current.max_upload_bytes,
         "MAX_JSON_BYTES": current.max_json_bytes,
         "UPLOAD_RATE_LIMIT": current.upload_rate_limit,

@@ -92,13 +92,13 @@ def test_production_refuses_a_short_secret_key():
 
 
 def test_development_makes_a_random_key_once_and_keeps_it_under_var(tmp_path):
-    first = load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "a")}).secret_key
+    first = load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "a")}).signing_key
     assert first != "dev-secret-key" and len(first) >= 32
     key_file = tmp_path / "a" / "secret_key"
     assert key_file.read_text().strip() == first
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "a")}).secret_key == first
-    assert load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "b")}).secret_key != first
+    assert load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "a")}).signing_key == first
+    assert load_settings({"CONVEYOR_VAR_DIR": str(tmp_path / "b")}).signing_key != first
 
 
 def test_a_real_gunicorn_writes_redacted_access_lines(tmp_path):
