@@ -96,6 +96,15 @@ def lock_job(session: Session, job_id: str) -> JobRow | None:
     return job
 
 
+def write_and_forget(session: Session, job_id: str) -> None:
+    """Write what was assigned to ``job_id``'s locked row now, and forget the row: statements that
+    follow in this transaction see it as written (the store applying a plan), and a later
+    :func:`lock_job` reads it again with what they wrote."""
+    row = session.info.get(_LOCKED_KEY, {}).pop(job_id, None)
+    if row is not None:
+        row.save()
+
+
 def new_job_row(session: Session, values: dict[str, Any]) -> JobRow:
     """A job to insert: written at the first :meth:`JobRow.save`, at the latest before commit."""
     defaults: dict[str, Any] = {}

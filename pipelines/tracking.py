@@ -43,7 +43,7 @@ from pipelines.dispatch import (
 )
 from pipelines.groupcommit import GroupCommit
 from pipelines.handoff import StageEnd, outbox_for, plan_end
-from pipelines.jobrow import lock_job
+from pipelines.jobrow import lock_job, write_and_forget
 from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 from pipelines.writer import EndWriter
 
@@ -331,6 +331,8 @@ class StageTracking(Middleware):
             if session.get_bind().dialect.name == "sqlite":  # the end's plan, applied in this transaction
                 end = active.end(result)
                 plan = plan_end(end, progress.past_durations(session, end.pipeline) if end.pipeline else None)
+                # Other ends of this job recorded in this transaction the general way must be written first.
+                write_and_forget(session, end.job_id)
                 applied = sqlitestore.apply_ends(session.connection(), [plan])[0] if plan else None
                 if applied is not None and applied.outcome != "slow":
                     return outbox_for(end, applied)

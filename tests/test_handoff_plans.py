@@ -38,3 +38,46 @@ def test_the_planned_path_ends_a_job_as_the_general_path_does(stub_worker, monke
     general = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"])
     # Then both leave the job the same
     assert comparable_job(planned) == comparable_job(general)
+
+
+def test_a_planned_end_and_a_general_one_of_the_same_job_in_one_transaction_both_count(stub_broker, db):
+    from sqlalchemy import select
+
+    from actors.errors import PermanentError
+    from pipelines import engine
+    from pipelines.db import autocommit, transaction
+    from pipelines.jobs import get_job
+    from pipelines.models import StageRun
+    from pipelines.tracking import ActiveRun, StageTracking
+
+    def claimed(job_id: str, step: int) -> list[ActiveRun]:
+        with transaction() as session:
+            runs = session.scalars(select(StageRun).where(StageRun.job_id == job_id, StageRun.step == step,
+                                                          StageRun.dispatch_token.is_not(None))).all()
+        active = []
+        for run in runs:
+            with autocommit() as connection:
+                got = engine.claim(connection, job_id, run.id, run.dispatch_token or "", 10.0, first_step=step == 0)
+            assert got is not None
+            active.append(ActiveRun(job_id, run.id, run.dispatch_token or "", got.started_at, got.step, got.item,
+                                    "demo", 3 if step else None))
+        return sorted(active, key=lambda a: a.item)
+
+    # Given a demo job (a fan-out that tolerates failures) whose three items run
+    job = start_job(pipeline="demo", input={"items": 3})["id"]
+    (prepare,) = claimed(job, 0)
+    with transaction() as session:
+        StageTracking._finish(session, prepare, [{"index": i, "sleep": 0.0, "fail": False, "fail_mode": "permanent",
+                                                  "fail_times": 1} for i in range(3)], None)
+    first, second, third = claimed(job, 1)
+    # When a failed item (the general path) and a finished one (a plan) are recorded in one transaction,
+    # as a group commit of the job's ends does
+    with transaction() as session:
+        StageTracking._finish(session, first, None, PermanentError("item 0 cannot be done"))
+        StageTracking._finish(session, second, {"index": 1, "square": 1}, None)
+    # Then both count, and the last item joins the step
+    assert get_job(job)["stages"][1]["items"] == {"total": 3, "completed": 1, "failed": 1}
+    with transaction() as session:
+        StageTracking._finish(session, third, {"index": 2, "square": 4}, None)
+    done = get_job(job)
+    assert done["stages"][1]["status"] == "completed" and done["stages"][2]["status"] == "processing"
