@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from pipelines.db import dispose_all
 from pipelines.jobs import get_job, start_job
 from tests.reliability.faulty import EXECUTIONS_ENV, WRITER_GATE_ENV
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
@@ -71,6 +72,7 @@ def test_ends_waiting_in_the_writer_while_postgresql_restarts_are_written_once(s
     wait_until(lambda: _ran(job, "split"), timeout=30, what="the first stage to return")
     # When PostgreSQL restarts while those ends wait, and the writer then goes on
     took = restart_postgres()
+    dispose_all()  # this process's pooled connections died with the server
     gate.unlink()
     released = time.monotonic()
     # Then every end is written once and the job completes
