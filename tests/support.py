@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -111,3 +113,13 @@ def comparable_job(job: dict[str, Any]) -> dict[str, Any]:
     errors = sorted((e["stage"], e["item"], e["code"]) for e in job["errors"] or [])
     return {**{k: v for k, v in job.items() if k not in VOLATILE | {"stages", "errors"}},
             "stages": stages, "errors": errors}
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 40.0) -> None:
+    """SIGTERM a process started in a session of its own (and all it started); SIGKILL after ``timeout`` s."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 from actors.providers import LOCAL_MODULES
 from tests.emulator.openai_api import openai_blueprint
 from tests.emulator.server import start_emulator
+from tests.support import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "lecture.mp3"
@@ -125,11 +125,7 @@ def test_a_base_install_serves_the_api_and_runs_a_cloud_pipeline(tmp_path):
         assert emulator.calls_to("/v1/audio/transcriptions", "POST")
         assert emulator.calls_to("/v1/chat/completions", "POST")
     finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        try:
-            honcho.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
+        stop_process_group(honcho)
         log.close()
         emulator.stop()
         shutil.rmtree(tmp_path / "base", ignore_errors=True)

@@ -4,7 +4,6 @@ separate worker process finishes the job."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,9 +63,5 @@ def test_honcho_start_serves_the_api_and_a_separate_worker_finishes_jobs(tmp_pat
         assert job["status"] == "completed", job
         assert job["result"] == {"double": 10, "negated": -5}
     finally:
-        os.killpg(honcho.pid, signal.SIGTERM)
-        try:
-            honcho.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(honcho.pid, signal.SIGKILL)
+        stop_process_group(honcho)
         log.close()
