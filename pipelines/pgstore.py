@@ -11,7 +11,6 @@ stage run again, and the next synchronous commit (an end) flushes it anyway.
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -27,7 +26,6 @@ _CLAIM_MANY = ("SELECT run_id, step, item, name, attempts, checkpoint, started_a
 # Hand back claimed runs whose messages go back to the broker unstarted: no attempt spent.
 _RELEASE = ("UPDATE stage_runs SET status = 'queued', attempts = attempts - 1, lease_until = NULL, due_at = %s, "
             "updated_at = %s WHERE id = %s AND dispatch_token = %s AND status = 'processing'")
-_RENEW = "UPDATE stage_runs SET lease_until = %s WHERE id = ANY(%s) AND status = 'processing'"
 
 _local = threading.local()
 
@@ -75,10 +73,6 @@ def release(runs: list[tuple[int, str]]) -> None:
     with conn.pipeline():
         for run_id, token in runs:
             conn.execute(_RELEASE, (now, now, run_id, token))
-
-
-def renew(run_ids: list[int], until: datetime) -> None:
-    connection().execute(_RENEW, (until, run_ids))
 
 
 def close() -> None:

@@ -230,11 +230,11 @@ class StageTracking(Middleware):
 
     def release_fetched(self, messages: list[dramatiq.Message]) -> None:
         """Hand back the claims of fetched messages that go back to the broker unstarted."""
-        runs = []
-        for m in messages:
-            fetched = self.prefetched.pop(m.message_id, None)
-            if fetched is not None and fetched[2] is not None:
-                runs.append((fetched[0], fetched[1]))
+        fetched = [self.prefetched.pop(m.message_id, None) for m in messages]
+        self._release([(f[0], f[1]) for f in fetched if f is not None and f[2] is not None])
+
+    @staticmethod
+    def _release(runs: list[tuple[int, str]]) -> None:
         if runs:
             try:
                 pgstore.release(runs)
@@ -250,8 +250,7 @@ class StageTracking(Middleware):
             # A stage started now would get no shutdown notification and hold this process until
             # the shutdown timeout. Leave its run queued: the reconciler re-sends the message.
             if fetched is not None and fetched[2] is not None:
-                self.prefetched[message.message_id] = fetched
-                self.release_fetched([message.message])
+                self._release([(fetched[0], fetched[1])])
             logger.info("Worker shutting down: leaving stage message %s to another worker", message.message_id)
             raise SkipMessage("the worker is shutting down")
         active = ActiveRun(message.options[JOB_OPTION], run_id, message.options[TOKEN_OPTION],

@@ -123,3 +123,20 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 40.0) -> None
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def wait_until_healthy(base: str, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll ``base``/healthz until it answers 200 (its JSON is returned); fail with the log's tail if
+    ``process`` exits or ``timeout`` s pass first."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            health = httpx.get(f"{base}/healthz", timeout=2)
+            if health.status_code == 200:
+                return health.json()
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.5)

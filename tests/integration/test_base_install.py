@@ -22,7 +22,7 @@ import pytest
 from actors.providers import LOCAL_MODULES
 from tests.emulator.openai_api import openai_blueprint
 from tests.emulator.server import start_emulator
-from tests.support import stop_process_group
+from tests.support import stop_process_group, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "lecture.mp3"
@@ -87,15 +87,7 @@ def test_a_base_install_serves_the_api_and_runs_a_cloud_pipeline(tmp_path):
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and honcho.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.5)
+        wait_until_healthy(base, honcho, log_path)
 
         listed = {p["name"]: p for p in httpx.get(f"{base}/api/pipelines", headers=headers).json()["pipelines"]}
         assert listed["lecture_notes"]["available"] is True

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import stop_process_group
+from tests.support import stop_process_group, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,17 +40,9 @@ def test_honcho_start_serves_the_api_and_a_separate_worker_finishes_jobs(tmp_pat
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"{base}/healthz", timeout=2)
-                if health.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "honcho.log").read_text()[-3000:]
-            time.sleep(0.5)
-        assert health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+        health = wait_until_healthy(base, honcho, tmp_path / "honcho.log")
+        assert health == {"status": "ok", "database": "ok", "broker": "ok"}
+        deadline = time.monotonic() + 120
         headers = {"Authorization": f"Bearer {token}"}
         created = httpx.post(f"{base}/api/jobs", json={"pipeline": "demo", "input": {"items": 3}},
                              headers=headers, timeout=10)
@@ -58,7 +50,7 @@ def test_honcho_start_serves_the_api_and_a_separate_worker_finishes_jobs(tmp_pat
         job_url = base + created.headers["Location"]
         while (job := httpx.get(job_url, headers=headers, timeout=10).json())["status"] not in (
                 "completed", "failed", "canceled"):
-            assert time.monotonic() < deadline + 60, job
+            assert time.monotonic() < deadline, job
             time.sleep(0.3)
         assert job["status"] == "completed", job
         assert job["result"] == {"double": 10, "negated": -5}
