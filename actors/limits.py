@@ -31,7 +31,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.rate_limits import ConcurrentRateLimiter, RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 
-from actors.broker import redis_client
+from actors.broker import current_broker, redis_client
 from actors.errors import RateLimited
 from conveyor.config import settings
 
@@ -83,7 +83,7 @@ def provider_slot(
         yield
         return
     limiter = ConcurrentRateLimiter(
-        backend_for(broker or dramatiq.get_broker()),
+        backend_for(broker or current_broker()),
         KEY_PREFIX + provider.lower(),
         limit=limit,
         ttl=int(ttl * 1000),

@@ -16,6 +16,7 @@ from typing import Any
 
 import dramatiq
 
+from actors.binding import DeferredActor
 from actors.context import _current
 
 
@@ -37,11 +38,15 @@ class StageFailure:
     exception: BaseException
 
 
-_defaults: dict[str, StageDefaults] = {}
+class StageActor(DeferredActor):
+    """A stage's Dramatiq actor, with its own retry policy (see :class:`StageDefaults`)."""
+
+    defaults: StageDefaults = StageDefaults()
 
 
-def stage_defaults(actor_name: str) -> StageDefaults:
-    return _defaults.get(actor_name, StageDefaults())
+def stage_defaults(actor: dramatiq.Actor) -> StageDefaults:
+    """An actor's own policy: a stage actor's, or the defaults for a plain Dramatiq actor."""
+    return actor.defaults if isinstance(actor, StageActor) else StageDefaults()
 
 
 def stage_actor(
@@ -55,7 +60,7 @@ def stage_actor(
     time_limit: float = 600.0,
     max_wait: float = 3600.0,
 ) -> Any:
-    """Declare a stage actor. Times are in seconds.
+    """Declare a stage actor. Times are in seconds. Its broker is bound later, by ``pipelines.worker.setup``.
 
     Parameters:
       retries: how often a transient failure is retried before the stage fails.
@@ -64,7 +69,7 @@ def stage_actor(
       max_wait: the longest the stage may wait on a provider (poll-later, 429 pauses).
     """
 
-    def decorate(func: Callable[..., Any]) -> dramatiq.Actor:
+    def decorate(func: Callable[..., Any]) -> StageActor:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
             ctx = _current.get()
@@ -77,15 +82,12 @@ def stage_actor(
                     raise
                 return StageFailure(exc)
 
-        name = actor_name or func.__name__
-        _defaults[name] = StageDefaults(retries, min_backoff, max_backoff, time_limit, max_wait)
-        return dramatiq.actor(  # type: ignore[call-overload]
-            run,
-            actor_name=name,
-            queue_name=queue_name,
-            max_retries=0,
-            notify_shutdown=True,  # a stopping worker hands its stages back instead of losing them
-            time_limit=int(time_limit * 1000),
-        )
+        actor = StageActor(run, actor_name=actor_name or func.__name__, queue_name=queue_name, options={
+            "max_retries": 0,
+            "notify_shutdown": True,  # a stopping worker hands its stages back instead of losing them
+            "time_limit": int(time_limit * 1000),
+        })
+        actor.defaults = StageDefaults(retries, min_backoff, max_backoff, time_limit, max_wait)
+        return actor
 
     return decorate(fn) if fn is not None else decorate

@@ -21,6 +21,7 @@ import dramatiq
 import httpx
 from standardwebhooks import Webhook
 
+from actors.binding import deferred_actor
 from actors.errors import InvalidInput
 from actors.fetch import PinnedTransport, check_url, display
 from conveyor.config import settings
@@ -85,8 +86,8 @@ def _retry_after_ms(response: httpx.Response) -> int | None:
     return min(int(value) * 1000, MAX_BACKOFF) if value.isdigit() else None
 
 
-@dramatiq.actor(queue_name=QUEUE, retry_when=_should_retry, min_backoff=MIN_BACKOFF, max_backoff=MAX_BACKOFF,
-                throws=(DeliveryRejected,), time_limit=int(REQUEST_TIMEOUT * 3 * 1000))
+@deferred_actor(queue_name=QUEUE, retry_when=_should_retry, min_backoff=MIN_BACKOFF, max_backoff=MAX_BACKOFF,
+                 throws=(DeliveryRejected,), time_limit=int(REQUEST_TIMEOUT * 3 * 1000))
 def deliver_webhook(url: str, message_id: str, user_id: str | None, payload: dict[str, Any]) -> None:
     """POST ``payload`` to ``url``.
 

@@ -106,7 +106,8 @@ from pipelines.models import Job
 from pipelines.users import create_user
 from pipelines.definition import get_pipeline
 from pipelines.engine import initial_summary
-import pipelines
+from pipelines.worker import setup
+setup()
 user = create_user("bench")
 ids = []
 with transaction() as session:

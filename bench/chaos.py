@@ -83,7 +83,7 @@ def restart_postgres() -> None:
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([str(VENV_BIN / "dramatiq"), "pipelines", "--processes", "1", "--threads", "8"],
+        return subprocess.Popen([str(VENV_BIN / "dramatiq"), "pipelines.worker:setup", "--processes", "1", "--threads", "8"],
                                 cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
 
 

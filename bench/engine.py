@@ -139,9 +139,8 @@ class Bench:
                        str(THREADS), "-Q", "bench_celery", "--without-heartbeat", "--without-mingle",
                        "--without-gossip", "-l", "WARNING", "-n", f"bench{uuid.uuid4().hex[:6]}@%h"]
         else:
-            module = "bench.bare_actors" if side == "bare" else "pipelines"
-            extra = [] if side == "bare" else ["bench.engine_pipelines"]
-            command = [str(VENV_BIN / "dramatiq"), module, *extra, "--processes", "1", "--threads", str(THREADS)]
+            module = "bench.bare_actors" if side == "bare" else "pipelines.worker:setup"
+            command = [str(VENV_BIN / "dramatiq"), module, "--processes", "1", "--threads", str(THREADS)]
         workers = Workers(command, self.env, processes)
         try:
             self.warm_up(side)
@@ -300,13 +299,10 @@ def run(database_url: str, rounds: int, process_counts: list[int]) -> None:
 
     upgrade(database_url)
     bench = Bench(database_url)
-    import dramatiq
-
-    from actors.broker import broker
     from bench import bare_actors  # noqa: F401 - declares its actors on a broker of its own
-    dramatiq.set_broker(broker)
-    import pipelines  # noqa: F401 - the driver starts jobs through the engine's own API
-    from bench import engine_pipelines  # noqa: F401
+    from pipelines.worker import setup
+
+    setup()  # the driver starts jobs through the engine's own API (CONVEYOR_PIPELINES names the bench's)
 
     with bench.workers("engine", 1):  # fill the tables a little, then give the planner statistics
         bench.chains("engine", 200)

@@ -14,7 +14,7 @@ import redis
 
 from actors.context import current_stage
 from actors.stage import stage_actor
-from pipelines.definition import Pipeline, fan_out, get_pipeline, stage
+from pipelines.definition import Pipeline, fan_out, stage
 
 client = redis.Redis.from_url(os.environ.get("CONVEYOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10"))
 
@@ -38,6 +38,6 @@ def bench_noop(value: Any) -> Any:
     return value
 
 
-chain = get_pipeline("bench_chain") or Pipeline("bench_chain", [stage(bench_stage, name=f"stage{i}") for i in range(4)])
-fanout = get_pipeline("bench_fanout") or Pipeline("bench_fanout", [
+chain = Pipeline("bench_chain", [stage(bench_stage, name=f"stage{i}") for i in range(4)])
+fanout = Pipeline("bench_fanout", [
     stage(bench_items, name="split"), fan_out(bench_noop, name="items", concurrency=0), stage(bench_noop, name="join")])

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.config import settings
+from pipelines.jobrow import StoreSession
 
 _engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
 
@@ -55,7 +56,7 @@ def _entry() -> tuple[Engine, sessionmaker[Session]]:
     url = settings().database_url
     if url not in _engines:
         engine = make_engine(url)
-        _engines[url] = (engine, sessionmaker(engine, expire_on_commit=False))
+        _engines[url] = (engine, sessionmaker(engine, class_=StoreSession, expire_on_commit=False))
     return _engines[url]
 
 

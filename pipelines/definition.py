@@ -1,4 +1,4 @@
-"""Composing pipelines in code: stages, fan-outs and parallel branches, and the registry.
+"""Composing pipelines in code: stages, fan-outs and parallel branches, and the registry of a process.
 
 A pipeline is data: a name, an input model and a list of steps run one after another.
 
@@ -45,7 +45,7 @@ class RetryPolicy:
 
     @classmethod
     def for_actor(cls, actor: dramatiq.Actor, **overrides: Any) -> RetryPolicy:
-        base: StageDefaults = stage_defaults(actor.actor_name)
+        base: StageDefaults = stage_defaults(actor)
         values = {k: getattr(base, k) for k in ("retries", "min_backoff", "max_backoff", "time_limit", "max_wait")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -181,7 +181,6 @@ class Pipeline:
         if unknown:
             raise DefinitionError(f"pipeline {self.name!r} needs unknown capabilities {unknown}")
         self.total_weight = sum(s.weight for s in self.steps) or 1.0
-        register(self)
 
     @property
     def stage_names(self) -> list[str]:
@@ -198,21 +197,53 @@ class Pipeline:
         return unavailable_reason(self.needs)
 
 
-_registry: dict[str, Pipeline] = {}
+    def actors(self) -> list[dramatiq.Actor]:
+        """Every actor its steps run."""
+        return [actor for step in self.steps for actor in step.actors]
 
 
-def register(pipeline: Pipeline) -> Pipeline:
-    """Add a pipeline to the registry (declaring one does this); a name may be declared once."""
-    existing = _registry.get(pipeline.name)
-    if existing is not None and existing is not pipeline:
-        raise DefinitionError(f"a pipeline named {pipeline.name!r} is already registered")
-    _registry[pipeline.name] = pipeline
-    return pipeline
+class Registry:
+    """The pipelines one process runs, by name. ``pipelines.worker.setup`` fills it and makes it current."""
+
+    def __init__(self, pipelines: list[Pipeline] | tuple[Pipeline, ...] = ()) -> None:
+        self._by_name: dict[str, Pipeline] = {}
+        for pipeline in pipelines:
+            self.add(pipeline)
+
+    def add(self, pipeline: Pipeline, *, replace: bool = False) -> Pipeline:
+        """Add ``pipeline``; another of the same name is an error unless ``replace`` (a test's own)."""
+        existing = self._by_name.get(pipeline.name)
+        if existing is not None and existing is not pipeline and not replace:
+            raise DefinitionError(f"two pipelines are named {pipeline.name!r}")
+        self._by_name[pipeline.name] = pipeline
+        return pipeline
+
+    def remove(self, name: str) -> None:
+        self._by_name.pop(name, None)
+
+    def get(self, name: str) -> Pipeline | None:
+        return self._by_name.get(name)
+
+    def all(self) -> list[Pipeline]:
+        return sorted(self._by_name.values(), key=lambda p: p.name)
+
+
+_current = Registry()
+
+
+def use_registry(registry: Registry) -> None:
+    """Make ``registry`` the one :func:`get_pipeline` answers from (the composition root's job)."""
+    global _current
+    _current = registry
+
+
+def current_registry() -> Registry:
+    return _current
 
 
 def get_pipeline(name: str) -> Pipeline | None:
-    return _registry.get(name)
+    return _current.get(name)
 
 
 def all_pipelines() -> list[Pipeline]:
-    return sorted(_registry.values(), key=lambda p: p.name)
+    return _current.all()

@@ -16,6 +16,7 @@ from typing import Any
 
 import dramatiq
 
+from actors.broker import current_broker
 from actors.doorbell import DoorbellRedisBroker
 from pipelines import events
 from pipelines.definition import RetryPolicy
@@ -73,7 +74,7 @@ def queued_state(actor_name: str, delay: float | None = None) -> dict[str, Any]:
     return {
         "status": RunStatus.QUEUED.value, "dispatch_token": str(uuid.uuid4()), "lease_until": None,
         "due_at": now + timedelta(seconds=delay or 0), "updated_at": now,
-        "queue": dramatiq.get_broker().get_actor(actor_name).queue_name,
+        "queue": current_broker().get_actor(actor_name).queue_name,
     }
 
 
@@ -97,7 +98,7 @@ def send(outbox: Outbox) -> None:
     the reconciler sends it again. On the doorbell broker the messages, one ring of each queue's
     doorbell and the notices travel together in one round trip.
     """
-    broker = dramatiq.get_broker()
+    broker = current_broker()
     if not isinstance(broker, DoorbellRedisBroker):
         _enqueue_all(broker, outbox)
         if outbox.notices:

@@ -14,10 +14,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import dramatiq
 import redis
 
-from actors.broker import redis_client
+from actors.broker import current_broker, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ def add_publishes(pipe: redis.client.Pipeline, notices: dict[str, str]) -> None:
 
 def publish_many(notices: dict[str, str]) -> None:
     """Publish ``{job_id: kind}`` notices, in one round trip to Redis."""
-    client = redis_client(dramatiq.get_broker())
+    client = redis_client(current_broker())
     if client is not None:
         try:
             pipe = client.pipeline(transaction=False)

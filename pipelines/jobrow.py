@@ -115,14 +115,19 @@ def new_job_row(session: Session, values: dict[str, Any]) -> JobRow:
     return JobRow(session, {**defaults, **values}, new=True)
 
 
-@event.listens_for(Session, "before_commit")
+class StoreSession(Session):
+    """The job store's session: it writes its job rows' assignments before each commit and forgets
+    them on a rollback (the hooks below are on this class only, not on every SQLAlchemy session)."""
+
+
+@event.listens_for(StoreSession, "before_commit")
 def _save_job_rows(session: Session) -> None:
     session.info.pop(_LOCKED_KEY, None)
     for row in session.info.pop(_SESSION_KEY, ()):
         row.save()
 
 
-@event.listens_for(Session, "after_soft_rollback")
+@event.listens_for(StoreSession, "after_soft_rollback")
 def _forget_job_rows(session: Session, previous_transaction: object) -> None:
     session.info.pop(_LOCKED_KEY, None)
     session.info.pop(_SESSION_KEY, None)

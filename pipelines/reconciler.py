@@ -15,9 +15,9 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
-import dramatiq
 from sqlalchemy import select
 
+from actors.broker import current_broker
 from pipelines import engine
 from pipelines.db import transaction
 from pipelines.dispatch import Outbox, send
@@ -44,7 +44,7 @@ class ReconcileReport:
 
 
 def _message_is_live(run: StageRun) -> bool | None:
-    check = getattr(dramatiq.get_broker(), "message_is_live", None)
+    check = getattr(current_broker(), "message_is_live", None)
     if check is None or not run.queue or not run.dispatch_token:
         return None
     return bool(check(run.queue, run.dispatch_token))

@@ -18,7 +18,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 from sqlalchemy import func, select
 
-from actors.broker import redis_client
+from actors.broker import current_broker, redis_client
 from pipelines.db import get_engine, transaction
 from pipelines.models import Job
 
@@ -40,7 +40,7 @@ def _worker_id() -> str:
 def announce(worker_id: str | None = None, *, broker: dramatiq.Broker | None = None) -> None:
     """Record that a worker process is alive now."""
     worker_id = worker_id or _worker_id()
-    client = redis_client(broker or dramatiq.get_broker())
+    client = redis_client(broker or current_broker())
     now = time.time()
     if client is None:
         _local_workers[worker_id] = now
@@ -53,7 +53,7 @@ def announce(worker_id: str | None = None, *, broker: dramatiq.Broker | None = N
 
 def withdraw(worker_id: str | None = None, *, broker: dramatiq.Broker | None = None) -> None:
     worker_id = worker_id or _worker_id()
-    client = redis_client(broker or dramatiq.get_broker())
+    client = redis_client(broker or current_broker())
     if client is None:
         _local_workers.pop(worker_id, None)
     else:
@@ -97,14 +97,9 @@ class WorkerPresence(Middleware):
             logger.debug("Could not withdraw this worker", exc_info=True)
 
 
-def install(broker: dramatiq.Broker) -> None:
-    if not any(isinstance(m, WorkerPresence) for m in broker.middleware):
-        broker.add_middleware(WorkerPresence())
-
-
 def workers_seen(*, window: float = PRESENCE_WINDOW) -> list[str]:
     """Ids (``host:pid``) of worker processes that announced themselves in the last ``window`` s."""
-    client = redis_client(dramatiq.get_broker())
+    client = redis_client(current_broker())
     since = time.time() - window
     if client is None:
         return sorted(w for w, at in _local_workers.items() if at >= since)
@@ -114,7 +109,7 @@ def workers_seen(*, window: float = PRESENCE_WINDOW) -> list[str]:
 
 def queue_depths() -> dict[str, dict[str, int]]:
     """Per queue: messages ready to run, delayed (retries, poll-later), and taken by a worker."""
-    broker = dramatiq.get_broker()
+    broker = current_broker()
     names = sorted(q for q in broker.get_declared_queues() if not q.endswith((".DQ", ".XQ")))
     client = redis_client(broker)
     depths: dict[str, dict[str, int]] = {}
@@ -186,7 +181,7 @@ def check_database() -> str:
 
 def check_broker() -> str:
     """``"ok"``, or what is wrong with the broker."""
-    client = redis_client(dramatiq.get_broker())
+    client = redis_client(current_broker())
     if client is None:
         return "ok"  # an in-process broker is up while this process is
     try:

@@ -20,9 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import dramatiq
-
-from actors.broker import redis_client
+from actors.broker import current_broker, redis_client
 from pipelines import events
 
 logger = logging.getLogger(__name__)
@@ -144,7 +142,7 @@ def subscribe(job_id: str, *, timeout: float = 15.0) -> Iterator[Iterator[dict |
 
     A notice from Redis carries ``received_at`` (``time.monotonic()`` when this process got it).
     """
-    client = redis_client(dramatiq.get_broker())
+    client = redis_client(current_broker())
     if client is None:
         with events.subscribe_local(job_id, timeout=timeout) as notices:
             yield notices

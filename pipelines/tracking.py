@@ -63,7 +63,11 @@ class _QuietExpectedWarnings(logging.Filter):
         return "Results middleware" not in text and not text.endswith("was skipped.")
 
 
-logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_QuietExpectedWarnings())
+def quiet_expected_warnings() -> None:
+    """Install the filter above on Dramatiq's worker-thread logger (once)."""
+    worker_log = logging.getLogger("dramatiq.worker.WorkerThread")
+    if not any(isinstance(f, _QuietExpectedWarnings) for f in worker_log.filters):
+        worker_log.addFilter(_QuietExpectedWarnings())
 
 
 @dataclass

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import dramatiq
 from sqlalchemy import func, or_, select
 
 from pipelines.db import transaction
@@ -141,9 +140,9 @@ def forget_cached_tokens() -> None:
 
 
 def _redis() -> Any:
-    from actors.broker import redis_client
+    from actors.broker import current_broker, redis_client
 
-    return redis_client(dramatiq.get_broker())
+    return redis_client(current_broker())
 
 
 class _RevocationListener:

@@ -1,6 +1,7 @@
 """Telling users about finished jobs: signed webhook deliveries and the list of unseen finished jobs.
 
-When a job with a ``webhook_url`` reaches a terminal status, the hook below puts a delivery
+When a job with a ``webhook_url`` reaches a terminal status, :func:`queue_delivery` (a finished-job
+hook installed by ``pipelines.worker.setup``) puts a delivery
 message in the finishing transaction's outbox; it is sent after the commit and delivered by
 :func:`actors.webhooks.deliver_webhook`, never from inside a request. Each attempt's outcome is
 written on the job (its ``webhook`` field) by :class:`WebhookOutcomes`, so users see whether
@@ -22,7 +23,6 @@ from sqlalchemy.orm import Session
 from actors.webhooks import deliver_webhook, webhook_secret
 from pipelines.db import transaction
 from pipelines.dispatch import Outbox
-from pipelines.hooks import on_job_finished
 from pipelines.jobrow import JobRow, lock_job
 from pipelines.jobs import serialize
 from pipelines.models import TERMINAL_JOB, Job, JobStatus, iso, utcnow
@@ -40,7 +40,6 @@ def delivery_id(job: JobRow) -> str:
     return f"msg_{job.id}_{job.attempt}_{job.status}"
 
 
-@on_job_finished(only_with_webhook_url=True)
 def queue_delivery(session: Session, job: JobRow, outbox: Outbox) -> None:
     """Mark the finished job unseen, and queue its webhook if it asked for one."""
     job.notified_at = None  # a retried job that finishes again is news again

@@ -1,29 +1,23 @@
 """This run's real Redis and PostgreSQL, for the folders that need them (tests/integration, tests/reliability).
 
-Such a folder runs in its own pytest process, and its conftest sets the environment before any
-actor is imported (the broker is chosen then). Each run gets its own PostgreSQL database
-(created and migrated here, dropped at the end) and its own Redis database number, flushed
-first. Locally an unreachable service skips the folder's tests; under CI=true it fails them.
+A folder's conftest sets them up for its own tests only (a package-scoped fixture), so the whole
+suite can run in one pytest process. Each run gets its own PostgreSQL database (created and
+migrated here, dropped at the end) and its own Redis database number, flushed first. Locally an
+unreachable service skips the folder's tests; under CI=true it fails them.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support import IN_CI
 
 POSTGRES_ADMIN_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def require_own_process(folder: str, make_target: str) -> None:
-    """Refuse to run ``folder`` after the unit tests imported the actors with the stub broker."""
-    if "actors.broker" in sys.modules and os.environ.get("CONVEYOR_BROKER") == "stub":
-        raise pytest.UsageError(f"run {folder} in its own pytest process: make {make_target}")
 
 
 def unreachable(redis_url: str, postgres_url: str = POSTGRES_ADMIN_URL) -> str | None:
@@ -69,32 +63,48 @@ class RunServices:
             "CONVEYOR_RECONCILE_INTERVAL": "2",
         }
 
-    def skip_if_unreachable(self, items: list[pytest.Item]) -> None:
-        """Mark every collected test skipped when a service is unreachable (only outside CI)."""
+    def skip_if_unreachable(self, items: list[pytest.Item], folder: Path) -> None:
+        """Mark the folder's collected tests skipped when a service is unreachable (only outside CI)."""
         if self.problem:
             skip = pytest.mark.skip(reason=f"service unreachable: {self.problem}")
             for item in items:
-                item.add_marker(skip)
+                if item.path.is_relative_to(folder):
+                    item.add_marker(skip)
 
-    def session(self) -> Iterator[None]:
-        """Flush the Redis database, create and migrate the PostgreSQL one; drop it when done."""
+    def session(self, extra_environment: dict[str, str] | None = None) -> Iterator[None]:
+        """For one folder's tests: this process's environment (which its worker processes inherit) and
+        settings point at the services, the Redis database is flushed, the PostgreSQL one created and
+        migrated, and the composition root builds a broker on them. Afterwards the database is dropped
+        and the environment, settings and broker the other folders use come back."""
         if self.problem:
             yield
             return
+        import dramatiq
         import psycopg
         import redis
 
+        from conveyor.config import configure
+        from pipelines.db import dispose_all
+        from pipelines.schema import upgrade
+        from pipelines.worker import setup
+
+        saved_environment, previous_broker = dict(os.environ), dramatiq.broker.global_broker
+        os.environ.update({**self.environment(), **(extra_environment or {})})
         redis.Redis.from_url(self.redis_url).flushdb()
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{self.database_name}"')
-        from conveyor.config import configure
-        from pipelines.schema import upgrade
-
         configure()
         upgrade()
-        yield
-        from pipelines.db import dispose_all
-
-        dispose_all()
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
+        broker = setup()
+        try:
+            yield
+        finally:
+            broker.close()
+            dispose_all()
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.database_name}" WITH (FORCE)')
+            os.environ.clear()
+            os.environ.update(saved_environment)
+            configure()
+            if previous_broker is not None:
+                setup(previous_broker)

@@ -59,9 +59,9 @@ def _stamp_newest(url: str) -> None:
 
 @pytest.fixture
 def stub_broker() -> Iterator[dramatiq.Broker]:
-    import pipelines  # noqa: F401 - installs the engine middleware and pipelines
+    from pipelines.worker import ensure_setup
 
-    broker = dramatiq.get_broker()
+    broker = ensure_setup()
     broker.flush_all()
     yield broker
     broker.flush_all()

@@ -235,7 +235,6 @@ def test_noise_removal_and_clean_up_store_an_mp3_of_the_same_length(storage, tmp
 
 @pytest.mark.slow
 def test_a_lecture_notes_job_completes_through_the_engine_with_download_links(stub_worker):
-    import pipelines.audio  # noqa: F401 - registers the audio pipelines
     from pipelines.db import transaction
     from pipelines.jobs import start_job
     from pipelines.models import StoredFile

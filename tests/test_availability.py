@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 import actors.providers as providers
-import pipelines  # noqa: F401 - registers every pipeline
 from actors.errors import PermanentError
 from actors.providers import LOCAL_MODULES, choose, missing_modules, pick, unavailable
 from conveyor.config import configure, load_settings

@@ -43,10 +43,13 @@ def test_processes_that_start_together_share_one_embedded_redis_server(tmp_path)
     assert len(server_ids) == 1 and "" not in server_ids, server_ids
 
 
-# Starts the server (importing the broker does, with no REDIS_URL), keeps a few connections open
+# Starts the server (building the broker does, with no REDIS_URL), keeps a few connections open
 # (commands, a subscription), then exits normally.
 OWN_AND_EXIT = textwrap.dedent("""
-    from actors.broker import broker
+    from actors.broker import create_broker
+    from conveyor.config import settings
+
+    broker = create_broker(settings())
 
     client = broker.client
     client.set("k", "v")

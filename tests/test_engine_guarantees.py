@@ -19,7 +19,8 @@ from pipelines.definition import Pipeline, fan_out, stage
 from pipelines.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
 from pipelines.jobs import JobConflict, cancel_job, get_job, retry_job, start_job
 from pipelines.models import StageRun, utcnow
-from tests.support import unique, wait_for_job
+from pipelines.worker import add_pipeline
+from tests.support import wait_for_job
 
 calls: dict[str, int] = {}
 switches: dict[str, bool] = {}
@@ -30,7 +31,7 @@ def _count(name: str) -> int:
     return calls[name]
 
 
-@stage_actor(actor_name=unique("flaky"), retries=2, min_backoff=0.01, max_backoff=0.05)
+@stage_actor(retries=2, min_backoff=0.01, max_backoff=0.05)
 def flaky(value):
     """Fails transiently while its switch is on."""
     _count("flaky")
@@ -39,27 +40,27 @@ def flaky(value):
     return {"ok": value}
 
 
-@stage_actor(actor_name=unique("broken"), retries=5, min_backoff=0.01)
+@stage_actor(retries=5, min_backoff=0.01)
 def broken(value):
     _count("broken")
     raise PermanentError("this input can never work", code="bad_input")
 
 
-@stage_actor(actor_name=unique("slow"), retries=1, min_backoff=0.01, time_limit=0.3)
+@stage_actor(retries=1, min_backoff=0.01, time_limit=0.3)
 def slow(value):
     _count("slow")
     time.sleep(3)
     return value
 
 
-@stage_actor(actor_name=unique("throttled"), retries=0)
+@stage_actor(retries=0)
 def throttled(value):
     if _count("throttled") <= 2:
         raise RateLimited("429 from the provider", retry_after=0.1)
     return value
 
 
-@stage_actor(actor_name=unique("counted"), retries=0)
+@stage_actor(retries=0)
 def counted(value):
     value = value["n"] if isinstance(value, dict) else value
     _count(f"counted:{value}")
@@ -68,7 +69,7 @@ def counted(value):
     return value * 10
 
 
-@stage_actor(actor_name=unique("napper"), retries=0)
+@stage_actor(retries=0)
 def napper(value):
     ctx = current_stage()
     for n in range(40):
@@ -77,27 +78,28 @@ def napper(value):
     return value
 
 
-@stage_actor(actor_name=unique("values"), retries=0)
+@stage_actor(retries=0)
 def values(request):
     return request["values"]
 
 
-retrying = Pipeline(unique("retrying"), [stage(flaky, name="flaky")])
-failing = Pipeline(unique("failing"), [stage(broken, name="broken"), stage(flaky, name="after")])
-limited = Pipeline(unique("limited"), [stage(slow, name="slow")])
-rate_limited = Pipeline(unique("rate_limited"), [stage(throttled, name="throttled")])
-resumable = Pipeline(unique("resumable"), [
+retrying = Pipeline("retrying", [stage(flaky, name="flaky")])
+failing = Pipeline("failing", [stage(broken, name="broken"), stage(flaky, name="after")])
+limited = Pipeline("limited", [stage(slow, name="slow")])
+rate_limited = Pipeline("rate_limited", [stage(throttled, name="throttled")])
+resumable = Pipeline("resumable", [
     stage(counted, name="first"),
     stage(flaky, name="second"),
 ])
-items_pipeline = Pipeline(unique("items"), [stage(values, name="values"),
-                                            fan_out(counted, name="items", concurrency=2)])
-sleepy = Pipeline(unique("sleepy"), [stage(values, name="values"), fan_out(napper, name="naps", concurrency=1),
-                                     stage(counted, name="never")])
+items_pipeline = Pipeline("items", [stage(values, name="values"), fan_out(counted, name="items", concurrency=2)])
+sleepy = Pipeline("sleepy", [stage(values, name="values"), fan_out(napper, name="naps", concurrency=1),
+                             stage(counted, name="never")])
 
 
 @pytest.fixture(autouse=True)
-def _reset():
+def _reset(stub_broker):
+    for pipeline in (retrying, failing, limited, rate_limited, resumable, items_pipeline, sleepy):
+        add_pipeline(pipeline, replace=True)
     calls.clear()
     switches.clear()
 

@@ -214,8 +214,6 @@ def test_the_roto_stage_stores_a_matte_and_a_mask(storage, tmp_path):
 
 @pytest.fixture
 def visual_pipelines(stub_worker):
-    import pipelines.visual  # noqa: F401 - registers the visual pipelines
-
     return stub_worker
 
 

@@ -15,8 +15,8 @@ from flask import Flask, Response, redirect
 from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 
-import pipelines  # noqa: F401 - sets up the broker and registers every pipeline
 from conveyor.config import settings
+from pipelines.worker import ensure_setup
 from web import dashboard, events, files, jobs, ops, pipelines_api, ratelimit
 from web.auth import authenticate
 from web.errors import register_error_handlers, validation_failed
@@ -67,7 +67,8 @@ def default_config() -> dict[str, Any]:
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the web application."""
+    """Build the web application (and set up this process's broker and pipelines, once)."""
+    ensure_setup()
     app = ConveyorAPI(
         __name__,
         info=Info(title="Conveyor", version="1",

@@ -75,7 +75,9 @@ def db_upgrade() -> None:
 def reconcile() -> None:
     """Re-send stage runs whose message or worker was lost (one pass)."""
     from pipelines.reconciler import reconcile_once
+    from pipelines.worker import setup
 
+    setup()
     click.echo(str(reconcile_once()))
 
 
@@ -83,8 +85,8 @@ def reconcile() -> None:
 @click.option("--processes", "-p", type=int, default=lambda: int(os.environ.get("WORKER_PROCESSES", "1")))
 @click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads)
 def worker(processes: int, threads: int) -> None:
-    """Run a worker: ``dramatiq pipelines`` with the configured processes and threads."""
-    args = [sys.executable, "-m", "dramatiq", "pipelines", "--processes", str(processes), "--threads",
+    """Run a worker: ``dramatiq pipelines.worker:setup`` with the configured processes and threads."""
+    args = [sys.executable, "-m", "dramatiq", "pipelines.worker:setup", "--processes", str(processes), "--threads",
             str(threads), "--worker-shutdown-timeout", "25000"]
     os.execv(sys.executable, args)
 
@@ -164,9 +166,11 @@ def users_create(name: str) -> None:
 def users_link(name: str) -> None:
     """A dashboard sign-in link for the user NAME, with a new token (its previous token stops working)."""
     from pipelines.users import UserNotFound, rotate_token
+    from pipelines.worker import ensure_setup
     from web.devserver import save_token, sign_in_link
 
     _ready_database()
+    ensure_setup()  # the broker's Redis carries the old token's revocation to every process
     try:
         user = rotate_token(name)
     except UserNotFound as exc:
@@ -185,7 +189,9 @@ def users_token(name: str) -> None:
     Prints the new token alone on the last line (it is shown only once).
     """
     from pipelines.users import UserNotFound, rotate_token
+    from pipelines.worker import ensure_setup
 
+    ensure_setup()  # the broker's Redis carries the old token's revocation to every process
     try:
         user = rotate_token(name)
     except UserNotFound as exc:
@@ -199,7 +205,9 @@ def users_token(name: str) -> None:
 def users_revoke(name: str) -> None:
     """Revoke every token of a user (by name or id), and the grants and file links made with them."""
     from pipelines.users import UserNotFound, revoke_tokens
+    from pipelines.worker import ensure_setup
 
+    ensure_setup()  # the broker's Redis carries the revocation to every process
     try:
         user_id = revoke_tokens(name)
     except UserNotFound as exc:
@@ -213,8 +221,10 @@ def clock() -> None:
     import signal
     import threading
 
-    import pipelines  # noqa: F401 - the broker the reconciler re-sends on
     from pipelines.clock import run_clock
+    from pipelines.worker import setup
+
+    setup()  # the broker the reconciler re-sends on
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

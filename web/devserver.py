@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 
 def start_embedded_worker(threads: int) -> dramatiq.Worker:
     """Dramatiq worker threads in this process, on the configured broker (embedded Redis by default)."""
-    import pipelines  # noqa: F401 - the broker, the engine's middleware and every pipeline
+    from pipelines.worker import ensure_setup
 
-    broker = dramatiq.get_broker()
+    broker = ensure_setup()
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings().worker_timeout_ms)
     worker.start()

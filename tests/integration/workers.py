@@ -15,7 +15,7 @@ READY_LINE = "Worker process is ready for action."
 
 
 class WorkerProcess:
-    """``dramatiq pipelines`` in its own process group, so SIGKILL takes its children too.
+    """``dramatiq pipelines.worker:setup`` in its own process group, so SIGKILL takes its children too.
 
     Parameters:
       threads, processes: Dramatiq's ``--threads`` and ``--processes``.
@@ -29,7 +29,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.log = open(log_path or os.devnull, "wb")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "pipelines", "--processes", str(processes), "--threads",
+            [sys.executable, "-m", "dramatiq", "pipelines.worker:setup", "--processes", str(processes), "--threads",
              str(threads), "--worker-shutdown-timeout", "25000", *extra_args],
             cwd=ROOT, env={**os.environ, **(extra_env or {})}, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,7 +1,7 @@
 """Reliability tests: faults injected into real worker processes, real Redis and real PostgreSQL.
 
-Like tests/integration, this folder runs in its own pytest process (``make test-reliability``):
-the environment is set here before any actor is imported. Each run gets its own PostgreSQL
+Like tests/integration, this folder sets its own environment, services and broker for its own tests
+(a package-scoped fixture; ``make test-reliability`` runs it alone). Each run gets its own PostgreSQL
 database (created, migrated, dropped at the end) and Redis database number 11 (flushed first);
 tests that stop or restart Redis start their own ``redis-server`` on a free port. Locally an
 unreachable service skips the tests; under CI=true it fails them.
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import RunServices, require_own_process
+from tests.services import RunServices
 
-require_own_process("tests/reliability", "test-reliability")
 REDIS_URL = os.environ.get("CONVEYOR_TEST_RELIABILITY_REDIS_URL", "redis://127.0.0.1:6379/11")
 #: A provider key the workers hold; it must never surface in an error.
 CANARY_KEY = "luma-canary-" + uuid.uuid4().hex
@@ -27,25 +26,24 @@ SERVICES = RunServices(REDIS_URL, "conveyor_rel")
 DATABASE_URL = SERVICES.database_url
 SCRATCH = Path(tempfile.mkdtemp(prefix="conveyor-reliability-"))
 
-# Worker processes inherit this environment.
-os.environ.update({
-    **SERVICES.environment(),
+# Worker processes inherit this environment (set while this folder's tests run).
+ENVIRONMENT = {
     "CONVEYOR_VAR_DIR": str(SCRATCH / "var"),
     "STORAGE_URL": f"file://{SCRATCH / 'files'}",
     "CONVEYOR_PIPELINES": "tests.reliability.faulty",
     "CONVEYOR_TEST_EXECUTIONS": str(SCRATCH / "executions.jsonl"),
     "LUMA_API_KEY": CANARY_KEY,
-})
+}
 
 
 def pytest_collection_modifyitems(config, items):
-    SERVICES.skip_if_unreachable(items)
+    SERVICES.skip_if_unreachable(items, Path(__file__).parent)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def reliability_services() -> Iterator[None]:
-    """Create this run's database and schema (through the migrations), flush this run's Redis db."""
-    yield from SERVICES.session()
+    """This folder's services: its own database (migrated) and Redis db, its environment, a broker on them."""
+    yield from SERVICES.session(ENVIRONMENT)
 
 
 @pytest.fixture

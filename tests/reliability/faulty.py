@@ -25,7 +25,6 @@ import dramatiq
 import httpx
 from dramatiq.middleware import Middleware
 
-from actors.broker import broker
 from actors.context import current_stage
 from actors.errors import PermanentError
 from actors.stage import stage_actor
@@ -216,8 +215,6 @@ class SkippedStageMessages(Middleware):
             logger.info("Skipped stage message %s of run %s", message.message_id, message.options[RUN_OPTION])
 
 
-if not any(isinstance(m, SkippedStageMessages) for m in broker.middleware):
-    broker.add_middleware(SkippedStageMessages())
 
 
 # --- the writer held back -------------------------------------------------------------------------------
@@ -245,4 +242,8 @@ def _hold_the_writer() -> None:
     pgstore.apply_ends = held  # type: ignore[assignment]
 
 
-_hold_the_writer()
+def configure_broker(broker: dramatiq.Broker) -> None:
+    """Called by the composition root (``pipelines.worker.setup``) for a ``CONVEYOR_PIPELINES`` module."""
+    if not any(isinstance(m, SkippedStageMessages) for m in broker.middleware):
+        broker.add_middleware(SkippedStageMessages())
+    _hold_the_writer()

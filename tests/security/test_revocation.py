@@ -68,8 +68,9 @@ def test_grants_and_file_links_made_with_an_old_token_stop_working(client, user,
 
 WATCHER = textwrap.dedent("""
     import sys, time
-    import pipelines
     from pipelines.users import _listener, user_for_token
+    from pipelines.worker import setup
+    setup()
     token = sys.argv[1]
     assert user_for_token(token) is not None
     deadline = time.monotonic() + 10
