@@ -2,17 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.config import settings
 from pipelines.jobrow import StoreSession
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: s; how long the engine keeps trying a write while the database cannot be reached (a restart, a
+#: fail-over) before it gives up, leaving the run to its lease lapsing, which runs the stage again.
+UNREACHABLE_PATIENCE = 30.0
+
 _engines: dict[str, tuple[Engine, sessionmaker[Session]]] = {}
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not be reached (worth trying again), not that a statement
+    failed (psycopg's own errors on the hot path, SQLAlchemy's elsewhere)."""
+    if isinstance(error, psycopg.OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and (isinstance(error, SQLAlchemyOperationalError)
+                                              or error.connection_invalidated)
+
+
+def while_unreachable(call: Callable[[], T], *, what: str, patience: float = UNREACHABLE_PATIENCE) -> T:
+    """``call()``, tried again after a growing pause while the database cannot be reached, for at most
+    ``patience`` s; any other error, or the last one, is raised.
+
+    A retry after a commit whose acknowledgement was lost is safe: every transition is conditional on
+    the run's dispatch token, so it finds the run moved on and records nothing.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if not unreachable(error) or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("Could not reach the database to %s (%s); retrying in %.1f s", what,
+                           type(getattr(error, "orig", None) or error).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

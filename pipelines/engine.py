@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, up
 from sqlalchemy.orm import Session
 
 from actors.errors import ErrorInfo, PollLater
-from pipelines import progress
+from pipelines import progress, transitions
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox, queue_run, queued_state
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job
@@ -212,13 +212,8 @@ def _queue_waiting_items(session: Session, job: JobRow, step: Step, index: int, 
                                                     RunStatus.PROCESSING.value]))
         .order_by(StageRun.item)
     ).all()
-    in_flight = sum(1 for r in runs if r.status != RunStatus.WAITING.value)
-    for run in runs:
-        if in_flight >= step.concurrency:
-            break
-        if run.status == RunStatus.WAITING.value:
-            requeue_run(job, run, step.policy_for(run.item), outbox)
-            in_flight += 1
+    for position in transitions.items_to_queue([r.status for r in runs], step.concurrency):
+        requeue_run(job, runs[position], step.policy_for(runs[position].item), outbox)
 
 
 # --- running a stage ------------------------------------------------------------------------------------
@@ -280,7 +275,7 @@ def _item_done(session: Session, job: JobRow, pipeline: Pipeline, step: Step, in
     """After an item ended: queue the next waiting one, or join the step when every item has ended."""
     outbox = Outbox()
     items = job.stages[index]["items"]
-    if items["completed"] + items["failed"] < items["total"]:
+    if not transitions.items_all_ended(items):
         _queue_waiting_items(session, job, step, index, outbox)
         # Ended items count whole; running items' own progress is added by their progress reports.
         ended = (items["completed"] + items["failed"]) / items["total"]
@@ -381,12 +376,6 @@ def _own_run(session: Session, run_id: int, token: str) -> StageRun | None:
     return run
 
 
-def backoff(policy: RetryPolicy, attempt: int) -> float:
-    """Exponential backoff with jitter, in seconds, for the retry after ``attempt`` attempts."""
-    ceiling = min(policy.max_backoff, policy.min_backoff * 2 ** max(0, attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
-
-
 def fail(session: Session, job_id: str, run_id: int, token: str, exc: BaseException, info: ErrorInfo | None,
          ) -> Outbox:
     """Handle a stage that raised: poll later, wait out a rate limit, retry, or fail.
@@ -404,27 +393,23 @@ def fail(session: Session, job_id: str, run_id: int, token: str, exc: BaseExcept
     pipeline = pipeline_of(job)
     step = pipeline.steps[run.step]
     policy = step.policy_for(max(run.item, 0))
-
-    if isinstance(exc, PollLater) or (info is not None and info.rate_limited):
-        delay = exc.delay if isinstance(exc, PollLater) else max(1.0, (info and info.retry_after) or policy.min_backoff)
-        if run.waited + delay <= policy.max_wait:
-            run.waited += delay
-            run.attempts -= 1  # waiting on a provider spends no retry
-            requeue_run(job, run, policy, outbox, delay=delay)
-            return outbox
-        info = ErrorInfo("provider_timeout", f"gave up waiting on the provider after {policy.max_wait:.0f}s",
-                         False)
-    assert info is not None
-    if info.transient and run.attempts <= policy.retries:
-        delay = max(info.retry_after or 0.0, backoff(policy, run.attempts))
-        run.error = info.as_dict()
-        requeue_run(job, run, policy, outbox, delay=delay)
+    decision = transitions.after_failure(policy, attempts=run.attempts, waited=run.waited,
+                                         poll_after=exc.delay if isinstance(exc, PollLater) else None,
+                                         info=info, uniform=random.uniform)
+    if isinstance(decision, transitions.Wait):
+        run.waited += decision.delay
+        run.attempts -= 1  # waiting on a provider spends no retry
+        requeue_run(job, run, policy, outbox, delay=decision.delay)
+        return outbox
+    if isinstance(decision, transitions.Retry):
+        run.error = decision.info.as_dict()
+        requeue_run(job, run, policy, outbox, delay=decision.delay)
         if run.item == STEP_ROW:
             update_summary(job, run.step, attempts=run.attempts)
         record_event(session, outbox, job, "stage", stage=step.name, status="retrying", item=run.item,
-                     code=info.code, delay=round(delay, 2))
+                     code=decision.info.code, delay=round(decision.delay, 2))
         return outbox
-    return _run_failed(session, job, pipeline, step, run, info)
+    return _run_failed(session, job, pipeline, step, run, decision.info)
 
 
 def _run_failed(session: Session, job: JobRow, pipeline: Pipeline, step: Step, run: StageRun, info: ErrorInfo,
@@ -434,7 +419,7 @@ def _run_failed(session: Session, job: JobRow, pipeline: Pipeline, step: Step, r
         update_summary(job, run.step, attempts=run.attempts)
         return fail_job(session, job, step.name, info)
     count_item(job, run.step, "failed")
-    if step.on_failure == "tolerate":
+    if not transitions.item_failure_fails_the_step(run.item, step.on_failure):
         job.errors = [*(job.errors or []), {"stage": step.name, "item": run.item, **info.as_dict()}]
         return _item_done(session, job, pipeline, step, run.step)
     # The step fails with this item: its summary says how many tries the item had.
@@ -473,9 +458,7 @@ def cancel(session: Session, job: JobRow) -> Outbox:
     report or when it ends (its output is then discarded)."""
     outbox = Outbox()
     _cancel_open_runs(session, job)
-    now = iso(utcnow())
-    job.stages = [{**s, "status": "canceled", "finished_at": now if s["status"] == "processing" else None}
-                  if s["status"] in ("pending", "processing") else s for s in job.stages or []]
+    job.stages = transitions.canceled_summary(job.stages or [], iso(utcnow()))
     job.step = "Canceled"
     _finish_job(session, job, JobStatus.CANCELED, outbox)
     return outbox
@@ -491,13 +474,10 @@ def resume(session: Session, job: JobRow) -> Outbox:
         r.step: r for r in session.scalars(
             select(StageRun).where(StageRun.job_id == job.id, StageRun.item == STEP_ROW).order_by(StageRun.step))
     }
-    index = 0
-    while index < len(pipeline.steps) and step_rows.get(index) and step_rows[index].status == "completed":
-        index += 1
+    index = transitions.resume_point([row.status if (row := step_rows.get(i)) else None
+                                      for i in range(len(pipeline.steps))])
     outbox = Outbox()
-    # Steps a cancel closed before they ran are pending again (the one resumed is set below).
-    job.stages = [{**s, "status": "pending", "finished_at": None} if s["status"] == "canceled" else s
-                  for s in job.stages or []]
+    job.stages = transitions.reopened_summary(job.stages or [])  # the step resumed is set below
     record_event(session, outbox, job, "status", status=job.status, attempt=job.attempt)
     if index >= len(pipeline.steps):  # every step finished: only the ending was lost
         outbox.extend(finish_step(session, job, pipeline, len(pipeline.steps) - 1,
@@ -525,12 +505,8 @@ def resume(session: Session, job: JobRow) -> Outbox:
     job.errors = [e for e in job.errors or [] if e.get("stage") != step.name]
     completed = sum(1 for r in items if r.status == RunStatus.COMPLETED.value)
     update_summary(job, index, items={"total": len(items), "completed": completed, "failed": 0})
-    cap = step.concurrency or len(items)
-    in_flight = sum(1 for r in items if r.status in (RunStatus.QUEUED.value, RunStatus.PROCESSING.value))
-    for run in items:
-        if run.status == RunStatus.WAITING.value and in_flight < cap:
-            requeue_run(job, run, step.policy_for(run.item), outbox)
-            in_flight += 1
+    for position in transitions.items_to_queue([r.status for r in items], step.concurrency):
+        requeue_run(job, items[position], step.policy_for(items[position].item), outbox)
     if completed == len(items):
         outbox.extend(_item_done(session, job, pipeline, step, index))
     return outbox
@@ -551,9 +527,9 @@ def rescue(session: Session, job: JobRow, run: StageRun, *, expired_lease: bool)
     pipeline = pipeline_of(job)
     step = pipeline.steps[run.step]
     policy = step.policy_for(max(run.item, 0))
-    if expired_lease and run.attempts > policy.retries:
-        info = ErrorInfo("worker_lost", "the worker running this stage stopped, too many times", False)
-        return _run_failed(session, job, pipeline, step, run, info)
+    decision = transitions.after_loss(policy, attempts=run.attempts, expired_lease=expired_lease)
+    if isinstance(decision, transitions.Fail):
+        return _run_failed(session, job, pipeline, step, run, decision.info)
     outbox = Outbox()
     requeue_run(job, run, policy, outbox)
     return outbox

@@ -21,7 +21,6 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from actors.context import StageContext, set_stage_context
 from actors.doorbell import DoorbellRedisBroker
@@ -30,7 +29,7 @@ from actors.stage import StageFailure
 from conveyor.config import settings
 from conveyor.logs import bind_stage, clear_stage
 from pipelines import engine, pgstore, progress, sqlitestore
-from pipelines.db import autocommit, transaction
+from pipelines.db import autocommit, transaction, while_unreachable
 from pipelines.dispatch import (
     FIRST_STEP_OPTION,
     ITEMS_OPTION,
@@ -48,10 +47,6 @@ from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
 from pipelines.writer import EndWriter
 
 logger = logging.getLogger(__name__)
-
-#: s; how long the end of a finished stage is retried while the database cannot be reached (a
-#: restart, a fail-over) before it is left to its lease lapsing, which would run the stage again.
-RECORD_RETRY_SECONDS = 8.0
 
 
 class _QuietExpectedWarnings(logging.Filter):
@@ -311,22 +306,13 @@ class StageTracking(Middleware):
         def record(session: Any) -> Outbox:
             return self._finish(session, active, result, exception)
 
-        deadline = time.monotonic() + RECORD_RETRY_SECONDS
-        delay = 0.1
-        while True:
-            try:
-                if self.ends.record(active.job_id, record):
-                    return Outbox()  # recorded, and sent by the batch
-                with transaction() as session:
-                    return record(session)
-            except DBAPIError as error:
-                unreachable = isinstance(error, OperationalError) or error.connection_invalidated
-                if not unreachable or time.monotonic() + delay > deadline:
-                    raise
-                logger.warning("Could not reach the database to record the end of stage run %s (%s); "
-                               "retrying in %.1f s", active.run_id, type(error.orig).__name__, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        def attempt() -> Outbox:
+            if self.ends.record(active.job_id, record):
+                return Outbox()  # recorded, and sent by the batch
+            with transaction() as session:
+                return record(session)
+
+        return while_unreachable(attempt, what=f"record the end of stage run {active.run_id}")
 
     @staticmethod
     def _finish(session: Any, active: ActiveRun, result: Any, exception: BaseException | None) -> Outbox:

@@ -20,13 +20,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from typing import Any
 
 from psycopg import OperationalError
 
 from pipelines import pgstore
-from pipelines.db import transaction
+from pipelines.db import UNREACHABLE_PATIENCE, transaction, while_unreachable
 from pipelines.dispatch import Outbox, send
 from pipelines.handoff import Applied, StageEnd, outbox_for, plan_end
 
@@ -36,9 +35,6 @@ logger = logging.getLogger(__name__)
 CAPACITY = 512
 #: Most ends written in one call.
 MAX_BATCH = 256
-#: s; how long a batch is retried while the database cannot be reached before its ends are left to
-#: their leases lapsing (the reconciler then runs those stages again).
-RETRY_SECONDS = 30.0
 
 _STOP = object()
 
@@ -68,7 +64,7 @@ class EndWriter:
         with self._lock:
             return list(self._pending)
 
-    def stop(self, timeout: float = RETRY_SECONDS + 5) -> None:
+    def stop(self, timeout: float = UNREACHABLE_PATIENCE + 5) -> None:
         """Write every end queued so far, then stop."""
         thread = self._thread
         if thread is None or not thread.is_alive():
@@ -115,7 +111,8 @@ class EndWriter:
         outbox = Outbox()
         if planned:
             try:
-                applied = _with_retries(lambda: pgstore.apply_ends([plan for _, plan in planned]))
+                applied = while_unreachable(lambda: pgstore.apply_ends([plan for _, plan in planned]),
+                                            what="record stage ends")
             except OperationalError:
                 raise
             except Exception:
@@ -150,21 +147,6 @@ def record_general(end: StageEnd) -> None:
     with transaction() as session:
         outbox = engine.complete(session, end.job_id, end.run_id, end.token, end.output, end.started_at)
     send(outbox)
-
-
-def _with_retries(call: Any) -> Any:
-    deadline = time.monotonic() + RETRY_SECONDS
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except OperationalError as error:
-            if time.monotonic() + delay > deadline:
-                raise
-            logger.warning("Could not reach the database to record stage ends (%s); retrying in %.1f s",
-                           type(error).__name__, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
 
 def _durations(pipelines: set[str]) -> dict[str, dict[int, float]]:

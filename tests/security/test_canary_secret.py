@@ -1,6 +1,6 @@
 """Case 17: a provider key never leaves the process that uses it, even when the provider echoes it back.
 
-A canary OpenAI key is given to a real worker (``dramatiq pipelines``) and an API process, both on a
+A canary OpenAI key is given to a real worker (``dramatiq pipelines.worker:setup``) and an API process, both on a
 real Redis broker (a database number of its own) and a SQLite job store. The transcription provider
 (the emulator) answers 500 three times, then 401, each time quoting the key in its error body, at
 offsets chosen so that a message cut at 200 characters would cut through the key. The job fails;
