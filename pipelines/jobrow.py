@@ -10,7 +10,8 @@ takes either.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Generic, TypeVar, overload
 
 from sqlalchemy import Row, Table, bindparam, event, select
 from sqlalchemy.orm import Session
@@ -29,31 +30,81 @@ _SESSION_KEY = "conveyor_job_rows"
 _LOCKED_KEY = "conveyor_locked_jobs"
 
 
+T = TypeVar("T")
+
+
+class Field(Generic[T]):
+    """A typed column of :class:`JobRow`: read from the row (a deferred one on first use); an assignment
+    is written before the transaction commits."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, row: None, owner: type) -> Field[T]: ...
+
+    @overload
+    def __get__(self, row: JobRow, owner: type) -> T: ...
+
+    def __get__(self, row: JobRow | None, owner: type) -> Field[T] | T:
+        if row is None:
+            return self
+        return row._read(self.name)
+
+    def __set__(self, row: JobRow, value: T) -> None:
+        row._values[self.name] = value
+        row._changed[self.name] = value
+
+
 class JobRow:
-    """One locked job row: read attributes as on ``Job``; assignments are saved before commit."""
+    """One locked job row: read and assign fields as on ``Job``; assignments are saved before commit.
+
+    Every column of ``jobs`` is a typed :class:`Field` here (``tests/test_jobrow.py`` holds them to the
+    table), so a misspelt field is an error, not a new attribute.
+    """
+
+    __slots__ = ("_session", "_values", "_changed", "_new")
+
+    id = Field[str]()
+    user_id = Field[str | None]()
+    pipeline = Field[str]()
+    status = Field[str]()  #: a :class:`pipelines.models.JobStatus` value
+    attempt = Field[int]()
+    progress = Field[float]()
+    step = Field[str | None]()
+    eta_seconds = Field[float | None]()
+    eta_at = Field[datetime | None]()
+    stages = Field[list[dict[str, Any]]]()
+    input = Field[Any]()
+    resolved_input = Field[Any]()
+    result = Field[Any]()
+    errors = Field[list[dict[str, Any]] | None]()
+    error = Field[dict[str, Any] | None]()
+    project_id = Field[str | None]()
+    webhook_url = Field[str | None]()
+    webhook = Field[dict[str, Any] | None]()
+    idempotency_key = Field[str | None]()
+    request_hash = Field[str | None]()
+    notified_at = Field[datetime | None]()
+    created_at = Field[datetime]()
+    started_at = Field[datetime | None]()
+    finished_at = Field[datetime | None]()
+    updated_at = Field[datetime]()
 
     def __init__(self, session: Session, values: dict[str, Any], *, new: bool = False) -> None:
-        object.__setattr__(self, "_session", session)
-        object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "_changed", dict(values) if new else {})
-        object.__setattr__(self, "_new", new)
+        self._session = session
+        self._values = values
+        self._changed: dict[str, Any] = dict(values) if new else {}
+        self._new = new
         session.info.setdefault(_SESSION_KEY, []).append(self)
 
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__["_values"]
+    def _read(self, name: str) -> Any:
+        values = self._values
         if name not in values:
-            if name not in _DEFERRED:
-                raise AttributeError(name)
             # One read for all of them: whoever needs one (serialize, a hook) usually needs the others.
             row = self._session.connection().execute(_READ_DEFERRED, {"job_id": values["id"]}).one()
             values.update({key: value for key, value in row._mapping.items() if key not in values})
         return values[name]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in JOBS.c:
-            raise AttributeError(f"jobs has no column {name!r}")
-        self._values[name] = value
-        self._changed[name] = value
 
     def ensure_inserted(self) -> None:
         """Insert a new row now (rows that refer to it are about to be written)."""
@@ -67,10 +118,10 @@ class JobRow:
         connection = self._session.connection()
         if self._new:
             connection.execute(_INSERT, self._changed)
-            object.__setattr__(self, "_new", False)
+            self._new = False
         else:
             connection.execute(_UPDATE, {"_row_id": self._values["id"], **self._changed})
-        object.__setattr__(self, "_changed", {})
+        self._changed = {}
 
     def __repr__(self) -> str:
         return f"<JobRow {self._values.get('pipeline')} {self._values.get('id')} {self._values.get('status')}>"
