@@ -15,10 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
 
-
-class ConfigError(Exception):
-    """Raised when an environment variable is missing or malformed."""
-
+from conveyor.errors import ConfigError
 
 #: Provider credentials: environment variable -> setting name. Their values are secrets.
 SECRET_VARIABLES = {

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from conveyor.client import ConveyorError
-from conveyor.config import ConfigError, settings
+from conveyor.client import APIError
+from conveyor.config import settings
+from conveyor.errors import ConfigError
 
 
 def _database_problem(exc: Exception) -> str:
@@ -39,7 +40,7 @@ class _Main(click.Group):
 
         try:
             return super().invoke(ctx)
-        except ConveyorError as exc:
+        except APIError as exc:
             raise click.ClickException(str(exc)) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise click.ClickException(f"cannot talk to the server ({exc}); check CONVEYOR_URL, e.g. "
@@ -163,7 +164,8 @@ def users_create(name: str) -> None:
 @click.argument("name")
 def users_link(name: str) -> None:
     """A dashboard sign-in link for the user NAME, with a new token (its previous token stops working)."""
-    from pipelines.users import UserNotFound, rotate_token
+    from conveyor.errors import UserNotFound
+    from pipelines.users import rotate_token
     from web.devserver import save_token, sign_in_link
 
     _ready_database()
@@ -184,7 +186,8 @@ def users_token(name: str) -> None:
 
     Prints the new token alone on the last line (it is shown only once).
     """
-    from pipelines.users import UserNotFound, rotate_token
+    from conveyor.errors import UserNotFound
+    from pipelines.users import rotate_token
 
     try:
         user = rotate_token(name)
@@ -198,7 +201,8 @@ def users_token(name: str) -> None:
 @click.argument("name")
 def users_revoke(name: str) -> None:
     """Revoke every token of a user (by name or id), and the grants and file links made with them."""
-    from pipelines.users import UserNotFound, revoke_tokens
+    from conveyor.errors import UserNotFound
+    from pipelines.users import revoke_tokens
 
     try:
         user_id = revoke_tokens(name)

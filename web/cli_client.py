@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from conveyor.client import TERMINAL, Client, ConveyorError
+from conveyor.client import TERMINAL, APIError, Client
 from conveyor.config import settings
 from conveyor.render import readable
 
@@ -37,7 +37,7 @@ def input_fields(client: Client, pipeline: str) -> dict[str, str]:
     (empty when the pipeline is unknown or declares no fields: the server then says what is wrong)."""
     try:
         described = next((p for p in client.pipelines() if p["name"] == pipeline), None)
-    except ConveyorError as exc:
+    except APIError as exc:
         if exc.status == 0:
             raise
         return {}
@@ -70,7 +70,7 @@ def _upload(client: Client, source: Path | bytes, name: str) -> str:
         if isinstance(source, bytes):
             return str(client.upload(io.BytesIO(source), filename=name)["ref"])
         return str(client.upload(source)["ref"])
-    except ConveyorError as exc:
+    except APIError as exc:
         if exc.status == 0:
             raise
         raise click.ClickException(f"{name} was not uploaded: {exc}") from None
@@ -121,7 +121,7 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _fail(exc: ConveyorError) -> click.ClickException:
+def _fail(exc: APIError) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
@@ -215,7 +215,7 @@ def register(main: click.Group) -> None:
                     _echo_json(done["result"])
                 else:
                     click.echo(readable(done["result"], client.base_url))
-            except ConveyorError as exc:
+            except APIError as exc:
                 raise _fail(exc) from None
 
     @main.command()
@@ -226,7 +226,7 @@ def register(main: click.Group) -> None:
         with make_client() as client:
             try:
                 job = client.get(client.resolve(job_id))
-            except ConveyorError as exc:
+            except APIError as exc:
                 raise _fail(exc) from None
         if as_json:
             _echo_json(job)
@@ -246,7 +246,7 @@ def register(main: click.Group) -> None:
         with make_client() as client:
             try:
                 page = client.list(status=status_filter, pipeline=pipeline, project_id=project_id, limit=limit)
-            except ConveyorError as exc:
+            except APIError as exc:
                 raise _fail(exc) from None
         for job in page["jobs"]:
             click.echo(f"{job['id']}  {job['created_at']}  {job['pipeline']:<16} {job['status']:<10} "
@@ -260,7 +260,7 @@ def register(main: click.Group) -> None:
             with make_client() as client:
                 try:
                     job = getattr(client, action)(client.resolve(job_id))
-                except ConveyorError as exc:
+                except APIError as exc:
                     raise _fail(exc) from None
             click.echo(f"{job['id']} {job['status']}" + ("" if job["status"] in TERMINAL else
                                                           f" ({job.get('step') or ''})"))

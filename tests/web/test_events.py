@@ -169,7 +169,7 @@ def test_streams_that_got_the_same_notice_share_one_read_of_the_job(client, auth
 
 
 def test_reads_of_different_jobs_asked_in_one_burst_are_made_by_one_query(client, auth, user):
-    from pipelines.jobs import JobNotFound
+    from conveyor.errors import JobNotFound
     from web.events import SharedReads
 
     jobs = [submit(client, auth, input={"items": 1}) for _ in range(6)]
