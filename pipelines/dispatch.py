@@ -17,7 +17,7 @@ from typing import Any
 import dramatiq
 
 from actors.doorbell import DoorbellRedisBroker
-from pipelines import events
+from pipelines import notices as events
 from pipelines.definition import RetryPolicy
 from pipelines.models import RunStatus, StageRun, utcnow
 

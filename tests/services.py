@@ -88,7 +88,7 @@ class RunServices:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{self.database_name}"')
         from conveyor.config import configure
-        from pipelines.schema import upgrade
+        from pipelines.migrate import upgrade
 
         configure()
         upgrade()

@@ -66,7 +66,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database to the newest schema."""
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
 
     upgrade()
     click.echo("database is up to date")
@@ -101,7 +101,7 @@ def _port_default() -> int:
 @click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads, help="Worker threads.")
 def dev(port: int, host: str, threads: int) -> None:
     """Run everything in one process: the web app and an embedded worker (SQLite and Redis under var/)."""
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
     from web.devserver import run_dev
 
     upgrade()
@@ -130,7 +130,7 @@ def _ready_database() -> None:
     import shutil
 
     from pipelines.db import dispose_all
-    from pipelines.schema import is_current, upgrade
+    from pipelines.migrate import is_current, upgrade
 
     url = settings().database_url
     if not url.startswith("sqlite"):

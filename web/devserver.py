@@ -96,11 +96,11 @@ class RedactingRequestHandler(WSGIRequestHandler):
 
 def stop_gracefully(*, wait: float = 5.0) -> None:
     """End open event streams cleanly (waiting up to ``wait`` s), then exit."""
-    from web import events
+    from web import stream
 
-    events.begin_shutdown()
+    stream.begin_shutdown()
     deadline = time.monotonic() + wait
-    while events.open_streams() and time.monotonic() < deadline:
+    while stream.open_streams() and time.monotonic() < deadline:
         time.sleep(0.05)
     sys.exit(0)
 

@@ -65,9 +65,9 @@ def _end_streams_on_sigterm() -> None:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame) -> None:  # noqa: ANN001 - a signal handler's signature
-        events = sys.modules.get("web.events")
-        if events is not None:
-            events.begin_shutdown()
+        stream = sys.modules.get("web.stream")
+        if stream is not None:
+            stream.begin_shutdown()
         if callable(previous):
             previous(signum, frame)
 

@@ -227,7 +227,7 @@ def test_users_create_in_a_fresh_folder_makes_its_database_or_leaves_nothing(tmp
 def test_sign_in_tokens_are_reused_until_a_new_link_is_made(tmp_path, monkeypatch):
     from conveyor.config import configure, load_settings, settings
     from pipelines.db import dispose_all
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
     from pipelines.users import create_user, forget_cached_tokens, user_for_token
     from web.devserver import first_user_link, sign_in_token
 

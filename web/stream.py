@@ -29,6 +29,7 @@ from pipelines.models import TERMINAL_JOB
 from web.auth import current_user_id
 from web.schemas import JobPath, ProblemOut
 
+#: Named "events" still: flask-openapi3 builds the operationId of the API contract from it.
 bp = APIBlueprint("events", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="jobs")],
                   abp_security=[{"bearer": []}], abp_responses={401: ProblemOut})
 
