@@ -81,12 +81,13 @@ def reconcile() -> None:
 
 
 @main.command()
-@click.option("--processes", "-p", type=int, default=lambda: int(os.environ.get("WORKER_PROCESSES", "1")))
+@click.option("--processes", "-p", type=int, default=lambda: settings().worker_processes)
 @click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads)
 def worker(processes: int, threads: int) -> None:
-    """Run a worker: ``dramatiq pipelines`` with the configured processes and threads."""
+    """Run a worker (the Procfile's): ``dramatiq pipelines`` with the configured processes, threads and
+    shutdown timeout (WORKER_PROCESSES, WORKER_THREADS)."""
     args = [sys.executable, "-m", "dramatiq", "pipelines", "--processes", str(processes), "--threads",
-            str(threads), "--worker-shutdown-timeout", "25000"]
+            str(threads), "--worker-shutdown-timeout", str(settings().worker_shutdown_timeout_ms)]
     os.execv(sys.executable, args)
 
 

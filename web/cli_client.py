@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import click
 
 from conveyor.client import TERMINAL, APIError, Client
-from conveyor.config import settings
+from conveyor.config import client_settings
 from conveyor.render import readable
 
 #: The JSON Schema ``format`` of a file input (as :data:`pipelines.inputs.FILE_FORMAT`).
@@ -21,11 +20,10 @@ FILE_FORMAT = "conveyor-file"
 
 def make_client() -> Client:
     """A client for ``CONVEYOR_URL`` with ``CONVEYOR_TOKEN``."""
-    token = os.environ.get("CONVEYOR_TOKEN")
-    if not token:
+    given = client_settings()
+    if not given.token:
         raise click.ClickException("set CONVEYOR_TOKEN to your token (`conveyor users create NAME` prints one)")
-    url = os.environ.get("CONVEYOR_URL") or f"http://127.0.0.1:{settings().port}"
-    return Client(url, token)
+    return Client(given.service_url, given.token)
 
 
 #: The longest value that is looked up as a local file name.
@@ -234,7 +232,7 @@ def register(main: click.Group) -> None:
         click.echo("\n".join(_status_lines(job)))
         if job.get("result") is not None:
             click.echo("result:")
-            click.echo(readable(job["result"], os.environ.get("CONVEYOR_URL") or ""))
+            click.echo(readable(job["result"], client_settings().url or ""))
 
     @main.command()
     @click.option("--status", "status_filter", default=None, help="pending, processing, completed, ...")
