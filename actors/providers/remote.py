@@ -158,7 +158,7 @@ def await_remote_job(
     provider: str,
     create: Callable[[], str],
     poll: Callable[[str], RemoteState | None],
-    interval: float | PollSchedule,
+    schedule: PollSchedule,
     key: str = PROVIDER_ID,
     what: str = "provider job",
 ) -> Any:
@@ -169,8 +169,8 @@ def await_remote_job(
         (:func:`actors.limits.provider_slot`), released before waiting.
       create: starts the job and returns its id (called only when no id was saved).
       poll: reads the job's state; None means the provider does not know the id.
-      interval: s until the next poll while the job is pending, or a schedule that backs off
-        (the polls made so far are then checkpointed under ``key + "_polls"``).
+      schedule: when to poll again while the job is pending; one that backs off checkpoints the
+        polls made so far under ``key + "_polls"``.
       key: the checkpoint key holding the id (several jobs in one stage need several keys).
 
     Raises:
@@ -180,7 +180,6 @@ def await_remote_job(
       TransientError: when the provider forgot the saved id (cleared too, so a retry recreates it).
     """
     ctx = current_stage()
-    schedule = interval if isinstance(interval, PollSchedule) else PollSchedule(interval)
     polls_key = f"{key}_polls"
     job_id = saved_or_new(key, provider, create)
     with provider_slot(provider):
@@ -274,7 +273,7 @@ class RemoteProvider:
         Raises as :func:`await_remote_job`.
         """
         return await_remote_job(provider=self.name, create=lambda: self.create(payload), poll=self.poll,
-                                interval=self.schedule, what=what)
+                                schedule=self.schedule, what=what)
 
     def fetch_result(self, url: Any, dest: Path, *, no_video: str | None = None) -> Path:
         """Copy the finished job's result ``url`` to ``dest`` (see :func:`download_output`)."""
