@@ -12,11 +12,13 @@ import email.utils
 import time
 from dataclasses import dataclass
 
+from dramatiq.middleware import TimeLimitExceeded
+
 from conveyor.config import settings
 
 
-class ConveyorError(Exception):
-    """Raised when a stage fails; the root of Conveyor's errors."""
+class StageError(Exception):
+    """Raised when a stage fails; the root of the errors a stage raises."""
 
     code = "stage_error"
     transient = True
@@ -29,7 +31,7 @@ class ConveyorError(Exception):
         self.retry_after = retry_after
 
 
-class TransientError(ConveyorError):
+class TransientError(StageError):
     """Raised when a stage failed for a reason that may pass; it is retried with backoff."""
 
     code = "transient_error"
@@ -42,7 +44,7 @@ class RateLimited(TransientError):
     code = "rate_limited"
 
 
-class PermanentError(ConveyorError):
+class PermanentError(StageError):
     """Raised when retrying cannot help (bad input, 4xx); the stage fails at once."""
 
     code = "permanent_error"
@@ -142,12 +144,12 @@ def _http_status_info(status: int, retry_after: float | None, detail: str) -> Er
 
 def classify(exc: BaseException) -> ErrorInfo:
     """Turn any exception raised by a stage into an :class:`ErrorInfo` (redacted)."""
-    if isinstance(exc, ConveyorError):
+    if isinstance(exc, StageError):
         return ErrorInfo(
             exc.code, redact(exc.message), exc.transient, exc.retry_after, isinstance(exc, RateLimited)
         )
     name = type(exc).__name__
-    if name == "TimeLimitExceeded":
+    if isinstance(exc, TimeLimitExceeded):
         return ErrorInfo("timeout", "the stage ran past its time limit", True)
     try:
         import httpx

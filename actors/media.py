@@ -33,9 +33,6 @@ BLOCK_SECONDS = 10.0  #: s of PCM read from ffmpeg at a time
 DEFAULT_CHUNK_SECONDS = 60.0  #: s, target length of a chunk
 SILENCE_DB = -40.0  #: dBFS; frames quieter than this count as silence
 SILENCE_WINDOW = 0.3  #: s; a cut needs this much quiet around it
-#: Extensions the audio stages accept (audio, or the audio track of a video).
-MEDIA_EXTENSIONS = (".mp3", ".m4a", ".wav", ".ogg", ".oga", ".opus", ".webm", ".mp4", ".mov", ".mkv", ".flac",
-                    ".aac")
 
 AudioSegment.converter = ffmpeg_exe()
 

@@ -20,8 +20,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from actors.storage import StorageError, check_key
+from actors.storage import check_key
 from conveyor.config import settings
+from conveyor.errors import StorageError
 
 #: s; connecting to the bucket endpoint.
 CONNECT_TIMEOUT = 10

@@ -17,16 +17,13 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from conveyor.config import settings
+from conveyor.errors import StorageError
 
 #: The prefix of a stored-file reference inside job inputs and stage results.
 REF_PREFIX = "storage:"
 _SAFE_EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 #: A stage output's own file name, kept in its key: letters, digits, dots, dashes and underscores.
 _OUTPUT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}\.[A-Za-z0-9]{1,8}$")
-
-
-class StorageError(Exception):
-    """Raised when a key is malformed or a stored file is missing."""
 
 
 def ref(key: str) -> str:

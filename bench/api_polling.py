@@ -99,7 +99,7 @@ def prepare(env: dict[str, str], jobs: int) -> tuple[str, list[str]]:
     """Migrate, create a user and ``jobs`` processing jobs (rows only: no worker runs here)."""
     code = f"""
 import json
-from pipelines.schema import upgrade
+from pipelines.migrate import upgrade
 upgrade()
 from pipelines.db import transaction
 from pipelines.models import Job

@@ -121,7 +121,7 @@ def soak(args: argparse.Namespace, scratch: str, redis_server: Redis, database_u
     from sqlalchemy.exc import OperationalError
 
     from pipelines.jobs import start_job
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
 
     upgrade(database_url)
     log = Path(scratch) / "workers.log"

@@ -295,7 +295,7 @@ def main() -> None:
 
 def run(database_url: str, rounds: int, process_counts: list[int]) -> None:
     from pipelines.db import dispose_all
-    from pipelines.schema import analyze, upgrade
+    from pipelines.migrate import analyze, upgrade
 
     upgrade(database_url)
     bench = Bench(database_url)

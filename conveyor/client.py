@@ -8,9 +8,9 @@
         done = conveyor.wait(job["id"], progress=lambda j: print(j["progress"], j["step"]))
         print(done["result"]["summary"])
 
-Errors from the server raise :class:`ConveyorError` carrying the problem document; a server that
+Errors from the server raise :class:`APIError` carrying the problem document; a server that
 cannot be reached, or an address that answers with something other than Conveyor's JSON, raises
-:class:`ConveyorError` too (``status`` 0 for an unreachable one), with a message that says what to check.
+:class:`APIError` too (``status`` 0 for an unreachable one), with a message that says what to check.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ MIN_PREFIX = 8
 DEFAULT_TIMEOUT = 30.0
 
 
-class ConveyorError(Exception):
+class APIError(Exception):
     """Raised when the server answers with an error; ``problem`` is its problem document."""
 
     def __init__(self, status: int, problem: dict[str, Any]) -> None:
@@ -76,13 +76,13 @@ class Client:
             raise _error(response)
         return response
 
-    def _unreachable(self, exc: Exception) -> ConveyorError:
+    def _unreachable(self, exc: Exception) -> APIError:
         reason = str(exc) or type(exc).__name__
-        return ConveyorError(0, {"detail": f"cannot reach {self.base_url} ({reason}); is the server running "
+        return APIError(0, {"detail": f"cannot reach {self.base_url} ({reason}); is the server running "
                                            f"(`make dev`), and is CONVEYOR_URL its address?"})
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The JSON body of a successful request; an answer that is not JSON raises :class:`ConveyorError`."""
+        """The JSON body of a successful request; an answer that is not JSON raises :class:`APIError`."""
         return self._parse(self._request(method, path, **kwargs), path)
 
     def _parse(self, response: httpx.Response, path: str) -> Any:
@@ -90,7 +90,7 @@ class Client:
             return response.json()
         except ValueError:
             kind = response.headers.get("Content-Type", "no content type").split(";")[0]
-            raise ConveyorError(response.status_code, {
+            raise APIError(response.status_code, {
                 "detail": f"{self.base_url}{path} answered with {kind}, not Conveyor's JSON; "
                           f"is CONVEYOR_URL the address of a Conveyor server?"}) from None
 
@@ -122,19 +122,19 @@ class Client:
         :data:`MIN_PREFIX` characters among this user's jobs (looked up through the list endpoint).
 
         Raises:
-          ConveyorError: (404) when no job matches, (409) when several do, listing them.
+          APIError: (404) when no job matches, (409) when several do, listing them.
         """
         job_id = job_id.strip().lower()
         if len(job_id) == 36:
             return job_id
         if len(job_id) < MIN_PREFIX:
-            raise ConveyorError(400, {"detail": f"{job_id!r} is too short to name a job; give at least "
+            raise APIError(400, {"detail": f"{job_id!r} is too short to name a job; give at least "
                                                 f"{MIN_PREFIX} characters of its id"})
         matches = [job["id"] for job in self.iter_jobs(limit=100) if job["id"].startswith(job_id)]
         if not matches:
-            raise ConveyorError(404, {"detail": f"none of your jobs has an id starting with {job_id}"})
+            raise APIError(404, {"detail": f"none of your jobs has an id starting with {job_id}"})
         if len(matches) > 1:
-            raise ConveyorError(409, {"detail": f"{job_id} is the start of {len(matches)} job ids: "
+            raise APIError(409, {"detail": f"{job_id} is the start of {len(matches)} job ids: "
                                                 + ", ".join(matches) + "; give more characters"})
         return matches[0]
 
@@ -257,7 +257,7 @@ class Client:
         return self._json("GET", "/api/notifications", params=params)["notifications"]
 
 
-def _error(response: httpx.Response) -> ConveyorError:
+def _error(response: httpx.Response) -> APIError:
     try:
         problem = response.json()
         if not isinstance(problem, dict):
@@ -265,7 +265,7 @@ def _error(response: httpx.Response) -> ConveyorError:
     except ValueError:
         problem = {"detail": f"{response.reason_phrase}, and the answer is not Conveyor's JSON; is CONVEYOR_URL "
                              f"the address of a Conveyor server?"}
-    error = ConveyorError(response.status_code, problem)
+    error = APIError(response.status_code, problem)
     if "Retry-After" in response.headers:
         try:
             error.retry_after = float(response.headers["Retry-After"])

@@ -15,10 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlparse
 
-
-class ConfigError(Exception):
-    """Raised when an environment variable is missing or malformed."""
-
+from conveyor.errors import ConfigError
 
 #: Provider credentials: environment variable -> setting name. Their values are secrets.
 SECRET_VARIABLES = {
@@ -52,7 +49,10 @@ class Settings:
     secret_key: str = ""  #: SECRET_KEY as set (required in production); see :attr:`signing_key`
     port: int = 5000
     var_dir: Path = Path("var")
-    worker_threads: int = 8
+    worker_processes: int = 2  #: Dramatiq processes of ``conveyor worker`` (the Procfile's worker)
+    worker_threads: int = 8  #: Dramatiq threads per worker process
+    #: ms a stopping worker gives its stages; inside the 30 s Heroku allows after SIGTERM
+    worker_shutdown_timeout_ms: int = 25_000
     worker_timeout_ms: int = 1000  #: ms; idle wake-ups come from the doorbell, this bounds the wait
     lease_seconds: float = 10.0  #: s; a stage whose lease lapses this long is re-run elsewhere
     reconcile_interval_seconds: float = 2.0  #: s
@@ -82,6 +82,10 @@ class Settings:
     #: the workers have ``conveyor[local]`` though this process may not (a slim web in front of them)
     workers_have_local: bool = False
     notes_model: str | None = None  #: a chat model at OPENAI_BASE_URL (e.g. self-hosted) that writes the notes
+    web_concurrency: int = 2  #: gunicorn worker processes
+    web_worker_connections: int = 2000  #: open connections (event streams included) per gunicorn worker
+    web_access_log: str | None = None  #: gunicorn's access log ("-" for stdout); none by default
+    forwarded_allow_ips: str = "127.0.0.1"  #: proxies whose X-Forwarded-* headers gunicorn trusts
 
     def secret(self, name: str) -> str | None:
         """Return the provider credential ``name`` (e.g. ``openai_api_key``), or None when unset."""
@@ -103,6 +107,18 @@ class Settings:
         if self.secret_key and self.env == "production":
             values.append(self.secret_key)
         return values
+
+
+#: Every setting's default, so that :func:`load_settings` does not write them again.
+DEFAULTS = Settings()
+
+
+def offline_model_hub() -> None:
+    """Keep Hugging Face's libraries off the network: local models load from installed files.
+
+    The one variable Conveyor sets rather than reads; an operator's own value wins.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -231,42 +247,69 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         broker=broker,
         storage_url=storage_url,
         secret_key=environ.get("SECRET_KEY") or "",
-        port=_int(environ, "PORT", 5000),
+        port=_int(environ, "PORT", DEFAULTS.port),
         var_dir=var_dir,
-        worker_threads=_int(environ, "CONVEYOR_WORKER_THREADS", 8),
-        worker_timeout_ms=_int(environ, "CONVEYOR_WORKER_TIMEOUT_MS", 1000),
-        lease_seconds=_float(environ, "CONVEYOR_LEASE_SECONDS", 10.0),
-        reconcile_interval_seconds=_float(environ, "CONVEYOR_RECONCILE_INTERVAL", 2.0),
-        progress_interval_seconds=_float(environ, "CONVEYOR_PROGRESS_INTERVAL", 0.5),
-        job_rate_limit=environ.get("CONVEYOR_JOB_RATE_LIMIT", "60/minute"),
-        max_upload_bytes=_int(environ, "CONVEYOR_MAX_UPLOAD_BYTES", 200 * 1024 * 1024),
-        max_json_bytes=_int(environ, "CONVEYOR_MAX_JSON_BYTES", 1024 * 1024),
-        upload_rate_limit=environ.get("CONVEYOR_UPLOAD_RATE_LIMIT", "30/minute"),
-        upload_bytes_per_hour=_int(environ, "CONVEYOR_UPLOAD_BYTES_PER_HOUR", 2 * 1024**3),
-        user_quota_bytes=_int(environ, "CONVEYOR_USER_QUOTA_BYTES", 10 * 1024**3),
-        max_media_seconds=_float(environ, "CONVEYOR_MAX_MEDIA_SECONDS", 4 * 3600.0),
-        max_frame_pixels=_int(environ, "CONVEYOR_MAX_FRAME_PIXELS", 7680 * 4320),
-        max_image_pixels=_int(environ, "CONVEYOR_MAX_IMAGE_PIXELS", 40_000_000),
-        retention_days=_int(environ, "CONVEYOR_RETENTION_DAYS", 30),
+        worker_threads=_int(environ, "WORKER_THREADS", DEFAULTS.worker_threads),
+        worker_timeout_ms=_int(environ, "CONVEYOR_WORKER_TIMEOUT_MS", DEFAULTS.worker_timeout_ms),
+        lease_seconds=_float(environ, "CONVEYOR_LEASE_SECONDS", DEFAULTS.lease_seconds),
+        reconcile_interval_seconds=_float(environ, "CONVEYOR_RECONCILE_INTERVAL", DEFAULTS.reconcile_interval_seconds),
+        progress_interval_seconds=_float(environ, "CONVEYOR_PROGRESS_INTERVAL", DEFAULTS.progress_interval_seconds),
+        job_rate_limit=environ.get("CONVEYOR_JOB_RATE_LIMIT", DEFAULTS.job_rate_limit),
+        max_upload_bytes=_int(environ, "CONVEYOR_MAX_UPLOAD_BYTES", DEFAULTS.max_upload_bytes),
+        max_json_bytes=_int(environ, "CONVEYOR_MAX_JSON_BYTES", DEFAULTS.max_json_bytes),
+        upload_rate_limit=environ.get("CONVEYOR_UPLOAD_RATE_LIMIT", DEFAULTS.upload_rate_limit),
+        upload_bytes_per_hour=_int(environ, "CONVEYOR_UPLOAD_BYTES_PER_HOUR", DEFAULTS.upload_bytes_per_hour),
+        user_quota_bytes=_int(environ, "CONVEYOR_USER_QUOTA_BYTES", DEFAULTS.user_quota_bytes),
+        max_media_seconds=_float(environ, "CONVEYOR_MAX_MEDIA_SECONDS", DEFAULTS.max_media_seconds),
+        max_frame_pixels=_int(environ, "CONVEYOR_MAX_FRAME_PIXELS", DEFAULTS.max_frame_pixels),
+        max_image_pixels=_int(environ, "CONVEYOR_MAX_IMAGE_PIXELS", DEFAULTS.max_image_pixels),
+        retention_days=_int(environ, "CONVEYOR_RETENTION_DAYS", DEFAULTS.retention_days),
         provider=provider,
         base_urls={k: environ[k] for k in DEFAULT_BASE_URLS if environ.get(k)},
         secrets={name: environ[var] for var, name in SECRET_VARIABLES.items() if environ.get(var)},
-        log_format=environ.get("CONVEYOR_LOG_FORMAT", "auto").lower(),
+        log_format=environ.get("CONVEYOR_LOG_FORMAT", DEFAULTS.log_format).lower(),
         metrics_token=environ.get("CONVEYOR_METRICS_TOKEN") or None,
         worker_metrics=environ.get("CONVEYOR_WORKER_METRICS", "").lower() in ("1", "true", "yes"),
         pipeline_modules=tuple(m.strip() for m in environ.get("CONVEYOR_PIPELINES", "").split(",") if m.strip()),
         aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
-        aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",
+        aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or DEFAULTS.aws_region,
         s3_endpoint_url=environ.get("S3_ENDPOINT_URL") or environ.get("AWS_ENDPOINT_URL") or None,
         fetch_allow_loopback=environ.get("CONVEYOR_FETCH_ALLOW_LOOPBACK", "").lower() in ("1", "true", "yes"),
         workers_have_local=environ.get("CONVEYOR_WORKERS_HAVE_LOCAL", "").lower() in ("1", "true", "yes"),
         notes_model=environ.get("CONVEYOR_NOTES_MODEL") or None,
+        worker_processes=_int(environ, "WORKER_PROCESSES", DEFAULTS.worker_processes),
+        worker_shutdown_timeout_ms=_int(environ, "CONVEYOR_WORKER_SHUTDOWN_TIMEOUT_MS",
+                                        DEFAULTS.worker_shutdown_timeout_ms),
+        web_concurrency=_int(environ, "WEB_CONCURRENCY", DEFAULTS.web_concurrency),
+        web_worker_connections=_int(environ, "WEB_WORKER_CONNECTIONS", DEFAULTS.web_worker_connections),
+        web_access_log=environ.get("WEB_ACCESS_LOG") or DEFAULTS.web_access_log,
+        forwarded_allow_ips=environ.get("FORWARDED_ALLOW_IPS") or DEFAULTS.forwarded_allow_ips,
         limits={
             k[len("CONVEYOR_LIMIT_") :].lower(): _int(environ, k, 4)
             for k in environ
             if k.startswith("CONVEYOR_LIMIT_")
         },
     )
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the ``conveyor`` client commands read: the service's URL and the token to use."""
+
+    url: str | None  #: CONVEYOR_URL as given
+    token: str | None  #: CONVEYOR_TOKEN
+
+    @property
+    def service_url(self) -> str:
+        """``CONVEYOR_URL``, else the service on this machine's ``PORT``."""
+        return self.url or f"http://127.0.0.1:{settings().port}"
+
+
+def client_settings(environ: Mapping[str, str] | None = None) -> ClientSettings:
+    """The client commands' settings, read afresh at each call: they belong to the caller, not to a
+    running service, so they are not part of the process-wide :func:`settings`."""
+    environ = os.environ if environ is None else environ
+    return ClientSettings(url=environ.get("CONVEYOR_URL") or None, token=environ.get("CONVEYOR_TOKEN") or None)
 
 
 _current: Settings | None = None

@@ -2,9 +2,7 @@
 
 from pydantic import BaseModel
 
-from actors.context import current_stage
-from actors.stage import stage_actor
-from pipelines.definition import Pipeline, fan_out, stage
+from conveyor.sdk import Pipeline, current_stage, fan_out, stage, stage_actor
 
 
 class WordCountInput(BaseModel):
@@ -19,7 +17,7 @@ def split_lines(request: dict) -> list[str]:
 @stage_actor(retries=2, time_limit=30)
 def count_words(line: str) -> int:
     ctx = current_stage()
-    ctx.progress(1.0, f"Counting line {ctx.item + 1} of {ctx.items_total}")
+    ctx.progress(1.0, f"Counting line {(ctx.item or 0) + 1} of {ctx.items_total}")
     return len(line.split())
 
 

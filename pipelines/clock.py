@@ -13,8 +13,9 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from actors.storage import StorageError, get_storage, job_folder
+from actors.storage import get_storage, job_folder
 from conveyor.config import settings
+from conveyor.errors import StorageError
 from pipelines.db import transaction
 from pipelines.models import TERMINAL_JOB, Job, StoredFile, utcnow
 from pipelines.reconciler import reconcile_once

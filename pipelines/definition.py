@@ -24,12 +24,13 @@ from pydantic import BaseModel
 
 from actors.providers import CAPABILITIES, unavailable_reason
 from actors.stage import StageDefaults, stage_defaults
+from conveyor.errors import ConveyorError
 
 StepKind = Literal["stage", "fan_out", "parallel"]
 FailurePolicy = Literal["fail", "tolerate"]
 
 
-class DefinitionError(Exception):
+class DefinitionError(ConveyorError):
     """Raised when a pipeline is declared wrongly."""
 
 

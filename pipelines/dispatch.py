@@ -18,7 +18,7 @@ import dramatiq
 
 from actors.broker import current_broker
 from actors.doorbell import DoorbellRedisBroker
-from pipelines import events
+from pipelines import notices
 from pipelines.definition import RetryPolicy
 from pipelines.models import RunStatus, StageRun, utcnow
 
@@ -102,7 +102,7 @@ def send(outbox: Outbox) -> None:
     if not isinstance(broker, DoorbellRedisBroker):
         _enqueue_all(broker, outbox)
         if outbox.notices:
-            events.publish_many(outbox.notices)
+            notices.publish_many(outbox.notices)
         return
     # One round trip: every message (Dramatiq's enqueue script), its doorbell ring and every notice.
     pipe = broker.client.pipeline(transaction=False)
@@ -111,7 +111,7 @@ def send(outbox: Outbox) -> None:
         at = len(pipe)
         sent.append((at, broker.enqueue_into(pipe, message, delay=delay), delay))
     broker.ring_into(pipe, {message.queue_name for _, message, _ in sent})
-    events.add_publishes(pipe, outbox.notices)
+    notices.add_publishes(pipe, outbox.notices)
     failed = ConnectionError("not sent")
     try:
         replies = pipe.execute(raise_on_error=False)

@@ -20,13 +20,13 @@ from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, up
 from sqlalchemy.orm import Session
 
 from actors.errors import ErrorInfo, PollLater
+from conveyor.errors import ConveyorError
 from pipelines import progress, transitions
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox, queue_run, queued_state
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job
 from pipelines.models import (
     STEP_ROW,
-    TERMINAL_RUN,
     JobEvent,
     JobStatus,
     RunStatus,
@@ -37,7 +37,7 @@ from pipelines.models import (
 from pipelines.results import finalize_result
 
 
-class EngineError(Exception):
+class EngineError(ConveyorError):
     """Raised when a job cannot make the transition asked of it."""
 
 
@@ -442,12 +442,6 @@ def requeue(session: Session, job_id: str, run_id: int, token: str) -> Outbox:
     run.attempts -= 1
     run.lease_until = utcnow()
     return outbox
-
-
-def open_runs(session: Session, job_id: str) -> list[StageRun]:
-    return list(session.scalars(
-        select(StageRun).where(StageRun.job_id == job_id, StageRun.status.not_in(TERMINAL_RUN))
-    ))
 
 
 # --- the job as a whole: cancel, resume, rescue --------------------------------------------------------

@@ -18,45 +18,13 @@ from sqlalchemy import func, select
 
 from actors.sniff import ACCEPTED, SNIFF_BYTES, sniff  # noqa: F401 - ACCEPTED is part of this API
 from actors.storage import get_storage, new_key
+from conveyor.errors import FileTooLarge, QuotaExceeded, StoredFileNotFound, UnsupportedFile
 from pipelines.db import transaction
 from pipelines.models import StoredFile, User
 from pipelines.results import file_url
 
 #: bytes copied at a time.
 CHUNK = 1024 * 1024
-
-
-class FileError(Exception):
-    """Raised when an upload or a download cannot be served; the root of this module's errors."""
-
-
-class FileTooLarge(FileError):
-    """Raised when an upload is larger than the configured limit; ``name`` says which limit."""
-
-    name = "max_upload_bytes"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the file is larger than the limit of {limit} bytes (CONVEYOR_MAX_UPLOAD_BYTES)")
-        self.limit = limit
-
-
-class QuotaExceeded(FileTooLarge):
-    """Raised when an upload would take the user's stored files over their storage quota."""
-
-    name = "user_quota_bytes"
-
-    def __init__(self, limit: int, used: int) -> None:
-        FileError.__init__(self, f"the file would take your stored files over your quota of {limit} bytes "
-                                 f"({used} used; CONVEYOR_USER_QUOTA_BYTES); delete files or wait for retention")
-        self.limit, self.used = limit, used
-
-
-class UnsupportedFile(FileError):
-    """Raised when an upload's content is not an accepted audio, video or image kind."""
-
-
-class StoredFileNotFound(FileError):
-    """Raised when no file with that id exists for that user."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +61,7 @@ def describe_media(path: Path, content_type: str) -> dict[str, Any] | None:
     None when the file cannot be probed: the stage that reads it reports ``invalid_media``.
     """
     from actors.caps import image_size
-    from actors.errors import ConveyorError
+    from actors.errors import StageError
     from actors.ffmpeg import probe
 
     try:
@@ -101,7 +69,7 @@ def describe_media(path: Path, content_type: str) -> dict[str, Any] | None:
             width, height = image_size(path)
             return {"duration": None, "width": width, "height": height, "image": True}
         info = probe(path)
-    except (ConveyorError, OSError, ValueError):
+    except (StageError, OSError, ValueError):
         return None
     return {"duration": info.duration, "width": info.width, "height": info.height}
 

@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
+from conveyor.errors import FileNotFound, IdempotencyConflict, InvalidJobInput, JobConflict, JobNotFound
 from pipelines import engine
 from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
@@ -27,7 +28,7 @@ from pipelines.files import media_cap_errors
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
 from pipelines.models import Job, JobStatus, iso
 from pipelines.progress import remaining_eta
-from pipelines.results import FileNotFound, resolve_file_references
+from pipelines.results import resolve_file_references
 from pipelines.urls import url_errors, webhook_url_errors
 
 #: The character PostgreSQL cannot store in text or JSON.
@@ -36,30 +37,6 @@ NUL = "\x00"
 MAX_PAGE = 100
 _READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
 _READ_JOBS = select(JOBS).where(JOBS.c.id.in_(bindparam("job_ids", expanding=True)))
-
-
-class JobError(Exception):
-    """Raised when a job request cannot be carried out; the root of this module's errors."""
-
-
-class JobNotFound(JobError):
-    """Raised when no job with that id exists for that user."""
-
-
-class JobConflict(JobError):
-    """Raised when the job's status does not allow the transition (e.g. cancel a finished job)."""
-
-
-class IdempotencyConflict(JobError):
-    """Raised when an Idempotency-Key is reused with a different request body."""
-
-
-class InvalidJobInput(JobError):
-    """Raised when a job request is invalid; ``errors`` lists ``{"field", "message"}``."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
-        self.errors = errors
 
 
 def serialize(job: JobLike) -> dict[str, Any]:

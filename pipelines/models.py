@@ -175,7 +175,11 @@ class StageRun(Base):
 
 
 class JobEvent(Base):
-    """A stage or status transition of a job, in order."""
+    """An audit row: a stage or status transition of a job, in order.
+
+    Not to be confused with a live *notice* (:mod:`pipelines.notices`, not stored) or the SSE
+    stream a client reads (:mod:`web.stream`).
+    """
 
     __tablename__ = "job_events"
     __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from actors.storage import REF_PREFIX, get_storage, key_of, output_name
+from conveyor.errors import FileNotFound
 from pipelines.jobrow import JobRow
 from pipelines.models import StoredFile
 
@@ -60,15 +61,6 @@ def _size(key: str) -> int:
         return get_storage().size(key)
     except Exception:  # a missing size must not fail a finished job
         return 0
-
-
-class FileNotFound(Exception):
-    """Raised when a job input names a file the user does not own (or that does not exist)."""
-
-    def __init__(self, field: str, file_id: str) -> None:
-        super().__init__(f"no file {file_id!r}")
-        self.field = field
-        self.file_id = file_id
 
 
 def resolve_file_references(session: Session, data: Any, user_id: str | None, field: str = "") -> Any:

@@ -5,7 +5,7 @@ event streams would need as many connections (redis-py's pool stops at 100 by de
 subscribes to a job's channel while at least one stream follows the job, and hands each notice
 to every stream's inbox. Under gunicorn's gevent worker the listener is a greenlet and inboxes
 are cooperative queues. Without Redis (unit tests' StubBroker) this defers to
-:func:`pipelines.events.subscribe_local`.
+:func:`pipelines.notices.subscribe_local`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from actors.broker import current_broker, redis_client
-from pipelines import events
+from pipelines import notices
 
 logger = logging.getLogger(__name__)
 
@@ -144,13 +144,13 @@ def subscribe(job_id: str, *, timeout: float = 15.0) -> Iterator[Iterator[dict |
     """
     client = redis_client(current_broker())
     if client is None:
-        with events.subscribe_local(job_id, timeout=timeout) as notices:
-            yield notices
+        with notices.subscribe_local(job_id, timeout=timeout) as local:
+            yield local
         return
     hub = hub_for(client)
-    channel = events.channel(job_id)
+    channel = notices.channel(job_id)
     inbox = hub.add(channel)
     try:
-        yield events.inbox_notices(inbox, timeout)
+        yield notices.inbox_notices(inbox, timeout)
     finally:
         hub.remove(channel, inbox)

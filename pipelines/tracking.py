@@ -19,7 +19,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.broker import MessageProxy
-from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.middleware import Middleware, Shutdown, SkipMessage
 from sqlalchemy import select, update
 
 from actors.context import StageContext, set_stage_context
@@ -326,7 +326,7 @@ class StageTracking(Middleware):
                 if applied is not None and applied.outcome != "slow":
                     return outbox_for(end, applied)
             return engine.complete(session, active.job_id, active.run_id, active.token, result, active.started_at)
-        if type(exception).__name__ == "Shutdown":
+        if isinstance(exception, Shutdown):
             return engine.requeue(session, active.job_id, active.run_id, active.token)
         info = None if isinstance(exception, PollLater) else classify(exception)
         if isinstance(exception, JobCanceled):

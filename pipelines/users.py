@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from conveyor.errors import UserNotFound
 from pipelines.db import transaction
 from pipelines.models import User
 
@@ -52,10 +53,6 @@ class NewUser:
     id: str
     name: str
     token: str
-
-
-class UserNotFound(LookupError):
-    """Raised when no user, or more than one, has that name or id."""
 
 
 def hash_token(token: str) -> str:

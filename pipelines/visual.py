@@ -30,9 +30,9 @@ from actors.visual_stages import (
     roto_video,
     speak_text,
 )
+from conveyor.errors import InvalidJobInput
 from pipelines.definition import Pipeline, fan_out, parallel, stage
 from pipelines.inputs import FileRef, StrictInput, file_field
-from pipelines.jobs import InvalidJobInput
 from pipelines.models import STEP_ROW, Job, StageRun
 
 MIN_SCRIPT_CHARS = 60

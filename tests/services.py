@@ -85,7 +85,7 @@ class RunServices:
 
         from conveyor.config import configure
         from pipelines.db import dispose_all
-        from pipelines.schema import upgrade
+        from pipelines.migrate import upgrade
         from pipelines.worker import setup
 
         saved_environment, previous_broker = dict(os.environ), dramatiq.broker.global_broker

@@ -52,7 +52,7 @@ def db(tmp_path: Path) -> Iterator[str]:
 def _stamp_newest(url: str) -> None:
     from alembic import command
 
-    from pipelines.schema import alembic_config
+    from pipelines.migrate import alembic_config
 
     command.stamp(alembic_config(url), "head")
 

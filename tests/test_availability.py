@@ -18,8 +18,9 @@ import actors.providers as providers
 from actors.errors import PermanentError
 from actors.providers import LOCAL_MODULES, choose, missing_modules, pick, unavailable
 from conveyor.config import configure, load_settings
+from conveyor.errors import InvalidJobInput
 from pipelines.definition import DefinitionError, Pipeline, get_pipeline, stage
-from pipelines.jobs import InvalidJobInput, check_request
+from pipelines.jobs import check_request
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Every module only conveyor[local] installs.

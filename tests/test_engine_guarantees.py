@@ -13,11 +13,12 @@ from sqlalchemy import select, update
 from actors.context import current_stage
 from actors.errors import PermanentError, RateLimited, TransientError
 from actors.stage import stage_actor
+from conveyor.errors import JobConflict
 from pipelines import reconciler
 from pipelines.db import transaction
 from pipelines.definition import Pipeline, fan_out, stage
 from pipelines.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
-from pipelines.jobs import JobConflict, cancel_job, get_job, retry_job, start_job
+from pipelines.jobs import cancel_job, get_job, retry_job, start_job
 from pipelines.models import StageRun, utcnow
 from pipelines.worker import add_pipeline
 from tests.support import wait_for_job

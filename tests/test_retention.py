@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import update
 
 from actors.storage import get_storage, job_folder
+from conveyor.errors import JobNotFound
 from pipelines.clock import cleanup_expired
 from pipelines.db import transaction
-from pipelines.jobs import JobNotFound, get_job, start_job
+from pipelines.jobs import get_job, start_job
 from pipelines.models import Job, utcnow
 from tests.support import wait_for_job
 

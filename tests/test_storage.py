@@ -14,8 +14,9 @@ from moto.server import ThreadedMotoServer
 
 import actors.storage as storage_module
 from actors.s3 import S3Storage, content_disposition
-from actors.storage import LocalStorage, StorageError, get_storage, local_copy, store_output
+from actors.storage import LocalStorage, get_storage, local_copy, store_output
 from conveyor import config
+from conveyor.errors import StorageError
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from actors.ffmpeg import probe, run_ffmpeg
 from actors.providers.avatar import DIDAvatars, crop_avatar, parse_avatar_id, read_mouth
 from actors.providers.grade import PRESETS, grade
 from actors.providers.roto import ReplicateRoto, matte_local
-from actors.providers.scene_video import LumaSceneVideo, storyboard
+from actors.providers.scene_video import LUMA_POLLS, LumaSceneVideo, storyboard
 from actors.providers.talking import DIDTalkingVideo, animate
 from actors.providers.tts import LocalVoice, parse_voice_id, speak, synthesize_local
 from actors.providers.voice import ElevenLabsVoiceCloner, LocalVoiceCloner, analyze
@@ -39,6 +39,7 @@ from tests.emulator.did import did_blueprint
 from tests.emulator.elevenlabs_voice import elevenlabs_voice_blueprint
 from tests.emulator.luma import FAIL_MARKER, luma_blueprint
 from tests.emulator.replicate import replicate_blueprint
+from tests.emulator.server import JobStore
 
 KEYS = {"LUMA_API_KEY": "luma-test-key-123", "ELEVENLABS_API_KEY": "eleven-test-key-123",
         "DID_API_KEY": "did-test-key-123", "REPLICATE_API_TOKEN": "r8_test-token-123"}
@@ -339,6 +340,22 @@ def test_luma_saves_the_generation_id_then_polls_without_holding_a_thread(luma, 
         f"/dream-machine/v1/generations/{generation}"}
     assert all("authorization" not in c.headers for c in luma.calls_to("/luma-files/"))
     assert luma.calls_to("/dream-machine")[0].headers["authorization"] == f"Bearer {KEYS['LUMA_API_KEY']}"
+
+
+def test_luma_polls_back_off_from_5_seconds_doubling_up_to_a_minute(emulator, configured, tmp_path):  # noqa: F811
+    # Given a generation that stays pending for five polls
+    emu = emulator(luma_blueprint(JobStore(done_after_polls=6)))
+    configured(LUMA_API_KEY=KEYS["LUMA_API_KEY"], LUMA_BASE_URL=emu.base_url)
+    # When the stage runs again each time it is told to poll later
+    delays: list[float] = []
+    outcome, ctx = run_stage(_render(tmp=tmp_path))
+    while isinstance(outcome, PollLater):
+        delays.append(outcome.delay)
+        outcome, ctx = run_stage(_render(tmp=tmp_path), checkpoint=saved(ctx))
+    # Then each wait doubles the last, capped at a minute, and the clip arrives
+    assert delays == [5.0, 10.0, 20.0, 40.0, 60.0]
+    assert isinstance(outcome, Path)
+    assert LUMA_POLLS.delay(9) == 60.0
 
 
 def test_a_redelivered_luma_stage_does_not_create_a_second_generation(luma, tmp_path):

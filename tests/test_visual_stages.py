@@ -241,7 +241,8 @@ def test_a_video_generation_job_completes_with_a_tolerated_scene_failure(visual_
 
 @pytest.mark.slow
 def test_a_talking_video_job_uses_a_completed_persona_job(visual_pipelines, tmp_path):
-    from pipelines.jobs import InvalidJobInput, start_job
+    from conveyor.errors import InvalidJobInput
+    from pipelines.jobs import start_job
     from tests.support import wait_for_job
 
     photo = tmp_path / "photo.jpg"

@@ -17,7 +17,7 @@ from flask_openapi3 import Info, OpenAPI
 
 from conveyor.config import settings
 from pipelines.worker import ensure_setup
-from web import dashboard, events, files, jobs, ops, pipelines_api, ratelimit
+from web import dashboard, files, jobs, ops, pipelines_api, ratelimit, stream
 from web.auth import authenticate
 from web.errors import register_error_handlers, validation_failed
 from web.schemas import ProblemOut
@@ -89,7 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(authenticate)
     app.before_request(refuse_nul_characters)
     ratelimit.install(app)
-    for blueprint in (jobs.bp, events.bp, files.bp, pipelines_api.bp, ops.bp, ops.health_bp):
+    for blueprint in (jobs.bp, stream.bp, files.bp, pipelines_api.bp, ops.bp, ops.health_bp):
         app.register_api(blueprint)
     app.register_blueprint(dashboard.bp)
     app.add_url_rule("/api/docs", "docs", lambda: redirect("/api/swagger"))

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import click
 
-from conveyor.client import ConveyorError
-from conveyor.config import ConfigError, settings
+from conveyor.client import APIError
+from conveyor.config import settings
+from conveyor.errors import ConfigError
 
 
 def _database_problem(exc: Exception) -> str:
@@ -39,7 +40,7 @@ class _Main(click.Group):
 
         try:
             return super().invoke(ctx)
-        except ConveyorError as exc:
+        except APIError as exc:
             raise click.ClickException(str(exc)) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise click.ClickException(f"cannot talk to the server ({exc}); check CONVEYOR_URL, e.g. "
@@ -65,7 +66,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database to the newest schema."""
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
 
     upgrade()
     click.echo("database is up to date")
@@ -82,12 +83,13 @@ def reconcile() -> None:
 
 
 @main.command()
-@click.option("--processes", "-p", type=int, default=lambda: int(os.environ.get("WORKER_PROCESSES", "1")))
+@click.option("--processes", "-p", type=int, default=lambda: settings().worker_processes)
 @click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads)
 def worker(processes: int, threads: int) -> None:
-    """Run a worker: ``dramatiq pipelines.worker:setup`` with the configured processes and threads."""
+    """Run a worker (the Procfile's): ``dramatiq pipelines.worker:setup`` with the configured processes, threads and
+    shutdown timeout (WORKER_PROCESSES, WORKER_THREADS)."""
     args = [sys.executable, "-m", "dramatiq", "pipelines.worker:setup", "--processes", str(processes), "--threads",
-            str(threads), "--worker-shutdown-timeout", "25000"]
+            str(threads), "--worker-shutdown-timeout", str(settings().worker_shutdown_timeout_ms)]
     os.execv(sys.executable, args)
 
 
@@ -102,7 +104,7 @@ def _port_default() -> int:
 @click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads, help="Worker threads.")
 def dev(port: int, host: str, threads: int) -> None:
     """Run everything in one process: the web app and an embedded worker (SQLite and Redis under var/)."""
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
     from web.devserver import run_dev
 
     upgrade()
@@ -131,7 +133,7 @@ def _ready_database() -> None:
     import shutil
 
     from pipelines.db import dispose_all
-    from pipelines.schema import is_current, upgrade
+    from pipelines.migrate import is_current, upgrade
 
     url = settings().database_url
     if not url.startswith("sqlite"):
@@ -165,7 +167,8 @@ def users_create(name: str) -> None:
 @click.argument("name")
 def users_link(name: str) -> None:
     """A dashboard sign-in link for the user NAME, with a new token (its previous token stops working)."""
-    from pipelines.users import UserNotFound, rotate_token
+    from conveyor.errors import UserNotFound
+    from pipelines.users import rotate_token
     from pipelines.worker import ensure_setup
     from web.devserver import save_token, sign_in_link
 
@@ -188,7 +191,8 @@ def users_token(name: str) -> None:
 
     Prints the new token alone on the last line (it is shown only once).
     """
-    from pipelines.users import UserNotFound, rotate_token
+    from conveyor.errors import UserNotFound
+    from pipelines.users import rotate_token
     from pipelines.worker import ensure_setup
 
     ensure_setup()  # the broker's Redis carries the old token's revocation to every process
@@ -204,7 +208,8 @@ def users_token(name: str) -> None:
 @click.argument("name")
 def users_revoke(name: str) -> None:
     """Revoke every token of a user (by name or id), and the grants and file links made with them."""
-    from pipelines.users import UserNotFound, revoke_tokens
+    from conveyor.errors import UserNotFound
+    from pipelines.users import revoke_tokens
     from pipelines.worker import ensure_setup
 
     ensure_setup()  # the broker's Redis carries the revocation to every process

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from conveyor.client import TERMINAL, Client, ConveyorError
-from conveyor.config import settings
+from conveyor.client import TERMINAL, APIError, Client
+from conveyor.config import client_settings
 from conveyor.render import readable
 
 #: The JSON Schema ``format`` of a file input (as :data:`pipelines.inputs.FILE_FORMAT`).
@@ -21,11 +20,10 @@ FILE_FORMAT = "conveyor-file"
 
 def make_client() -> Client:
     """A client for ``CONVEYOR_URL`` with ``CONVEYOR_TOKEN``."""
-    token = os.environ.get("CONVEYOR_TOKEN")
-    if not token:
+    given = client_settings()
+    if not given.token:
         raise click.ClickException("set CONVEYOR_TOKEN to your token (`conveyor users create NAME` prints one)")
-    url = os.environ.get("CONVEYOR_URL") or f"http://127.0.0.1:{settings().port}"
-    return Client(url, token)
+    return Client(given.service_url, given.token)
 
 
 #: The longest value that is looked up as a local file name.
@@ -37,7 +35,7 @@ def input_fields(client: Client, pipeline: str) -> dict[str, str]:
     (empty when the pipeline is unknown or declares no fields: the server then says what is wrong)."""
     try:
         described = next((p for p in client.pipelines() if p["name"] == pipeline), None)
-    except ConveyorError as exc:
+    except APIError as exc:
         if exc.status == 0:
             raise
         return {}
@@ -70,7 +68,7 @@ def _upload(client: Client, source: Path | bytes, name: str) -> str:
         if isinstance(source, bytes):
             return str(client.upload(io.BytesIO(source), filename=name)["ref"])
         return str(client.upload(source)["ref"])
-    except ConveyorError as exc:
+    except APIError as exc:
         if exc.status == 0:
             raise
         raise click.ClickException(f"{name} was not uploaded: {exc}") from None
@@ -121,7 +119,7 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _fail(exc: ConveyorError) -> click.ClickException:
+def _fail(exc: APIError) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
@@ -215,7 +213,7 @@ def register(main: click.Group) -> None:
                     _echo_json(done["result"])
                 else:
                     click.echo(readable(done["result"], client.base_url))
-            except ConveyorError as exc:
+            except APIError as exc:
                 raise _fail(exc) from None
 
     @main.command()
@@ -226,7 +224,7 @@ def register(main: click.Group) -> None:
         with make_client() as client:
             try:
                 job = client.get(client.resolve(job_id))
-            except ConveyorError as exc:
+            except APIError as exc:
                 raise _fail(exc) from None
         if as_json:
             _echo_json(job)
@@ -234,7 +232,7 @@ def register(main: click.Group) -> None:
         click.echo("\n".join(_status_lines(job)))
         if job.get("result") is not None:
             click.echo("result:")
-            click.echo(readable(job["result"], os.environ.get("CONVEYOR_URL") or ""))
+            click.echo(readable(job["result"], client_settings().url or ""))
 
     @main.command()
     @click.option("--status", "status_filter", default=None, help="pending, processing, completed, ...")
@@ -246,7 +244,7 @@ def register(main: click.Group) -> None:
         with make_client() as client:
             try:
                 page = client.list(status=status_filter, pipeline=pipeline, project_id=project_id, limit=limit)
-            except ConveyorError as exc:
+            except APIError as exc:
                 raise _fail(exc) from None
         for job in page["jobs"]:
             click.echo(f"{job['id']}  {job['created_at']}  {job['pipeline']:<16} {job['status']:<10} "
@@ -260,7 +258,7 @@ def register(main: click.Group) -> None:
             with make_client() as client:
                 try:
                     job = getattr(client, action)(client.resolve(job_id))
-                except ConveyorError as exc:
+                except APIError as exc:
                     raise _fail(exc) from None
             click.echo(f"{job['id']} {job['status']}" + ("" if job["status"] in TERMINAL else
                                                           f" ({job.get('step') or ''})"))

@@ -18,7 +18,7 @@ def run_demo(*, threads: int, sample: Path = SAMPLE) -> int:
     """Run ``lecture_notes`` on ``sample`` with worker threads in this process; returns an exit code."""
     from pipelines.files import save_upload
     from pipelines.jobs import get_job, start_job
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
     from pipelines.users import user_for_token
     from web.devserver import sign_in_link, sign_in_token, start_embedded_worker
 

@@ -41,7 +41,8 @@ def sign_in_token(name: str) -> str:
     while it still works, so each run of ``make dev`` or ``make demo`` does not replace it. Otherwise the
     user gets a new token (its old one stops working), or is created when no user has that name.
     """
-    from pipelines.users import UserNotFound, create_user, rotate_token
+    from conveyor.errors import UserNotFound
+    from pipelines.users import create_user, rotate_token
 
     token = saved_token(name)
     if token is not None:
@@ -95,11 +96,11 @@ class RedactingRequestHandler(WSGIRequestHandler):
 
 def stop_gracefully(*, wait: float = 5.0) -> None:
     """End open event streams cleanly (waiting up to ``wait`` s), then exit."""
-    from web import events
+    from web import stream
 
-    events.begin_shutdown()
+    stream.begin_shutdown()
     deadline = time.monotonic() + wait
-    while events.open_streams() and time.monotonic() < deadline:
+    while stream.open_streams() and time.monotonic() < deadline:
         time.sleep(0.05)
     sys.exit(0)
 

@@ -11,8 +11,15 @@ from flask import Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from pipelines.files import FileTooLarge, StoredFileNotFound, UnsupportedFile
-from pipelines.jobs import IdempotencyConflict, InvalidJobInput, JobConflict, JobNotFound
+from conveyor.errors import (
+    FileTooLarge,
+    IdempotencyConflict,
+    InvalidJobInput,
+    JobConflict,
+    JobNotFound,
+    StoredFileNotFound,
+    UnsupportedFile,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -8,21 +8,21 @@ gevent has patched the standard library, which its worker does before loading th
 
 from __future__ import annotations
 
-import os
+from conveyor.config import settings
 
 worker_class = "gevent"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+workers = settings().web_concurrency
 #: Open connections (event streams included) per worker process.
-worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+worker_connections = settings().web_worker_connections
+bind = f"0.0.0.0:{settings().port}"
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
-accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+accesslog = settings().web_access_log
 #: Access lines with grant (?access=) and refused ?token= values replaced by [redacted].
 logger_class = "web.accesslog.RedactingLogger"
 errorlog = "-"
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = settings().forwarded_allow_ips
 control_socket_disable = True
 
 
@@ -65,9 +65,9 @@ def _end_streams_on_sigterm() -> None:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame) -> None:  # noqa: ANN001 - a signal handler's signature
-        events = sys.modules.get("web.events")
-        if events is not None:
-            events.begin_shutdown()
+        stream = sys.modules.get("web.stream")
+        if stream is not None:
+            stream.begin_shutdown()
         if callable(previous):
             previous(signum, frame)
 

@@ -21,27 +21,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from actors.context import current_stage
 from actors.errors import InvalidMedia
 from actors.ffmpeg import run_ffmpeg
 from actors.providers import LOCAL, pick
-from actors.providers.remote import (
-    RemoteState,
-    answered,
-    await_remote_job,
-    configured_base_url,
-    create_job,
-    download_output,
-    http_client,
-    job_answer,
-    json_api_headers,
-    require_secret,
-    saved_or_new,
-    upload_file,
-)
+from actors.providers.remote import PollSchedule, RemoteProvider, answered, saved_or_new, upload_file
 from actors.video import read_frames, video_meta, write_frames
 
 PROCESS_WIDTH = 192  #: px; frames are segmented at this width
@@ -209,49 +195,31 @@ class LocalRoto:
         return matte_local(video, matte_out, mask_out)
 
 
-class ReplicateRoto:
+class ReplicateRoto(RemoteProvider):
     """Robust Video Matting on Replicate: upload, predict, poll, copy the matte into our storage."""
 
-    def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
-                 api_token: str | None = None) -> None:
-        self.client = client or http_client()
-        self.base_url = configured_base_url(base_url, "REPLICATE_BASE_URL")
-        token = api_token or require_secret("replicate_api_token", "REPLICATE_API_TOKEN")
-        self.headers = json_api_headers(f"Bearer {token}")
+    name, label, job_noun = "replicate", "Replicate", "prediction"
+    base_url_variable = "REPLICATE_BASE_URL"
+    secret = ("replicate_api_token", "REPLICATE_API_TOKEN")
+    create_path, poll_path = "/v1/predictions", "/v1/predictions/{id}"
+    done_states, failed_states = frozenset({"succeeded"}), frozenset({"failed", "canceled"})
+    schedule = PollSchedule(REPLICATE_POLL_SECONDS)
+
+    def result_url(self, answer: dict[str, Any]) -> Any:
+        output = answer.get("output")
+        return output[-1] if isinstance(output, list) and output else output
 
     def _upload(self, video: Path) -> str:
         answer = upload_file(self.client, f"{self.base_url}/v1/files", video, headers=self.headers,
                              field="content", content_type="video/mp4")
         return answered((answer.get("urls") or {}).get("get"), "Replicate did not return a file URL")
 
-    def _create(self, video_url: str) -> str:
-        return create_job(
-            self.client, f"{self.base_url}/v1/predictions", headers=self.headers,
-            payload={"version": RVM_VERSION, "input": {"input_video": video_url, "output_type": "alpha-mask"}},
-            missing="Replicate did not return a prediction id",
-        )
-
-    def _poll(self, prediction_id: str) -> RemoteState | None:
-        answer = job_answer(self.client, f"{self.base_url}/v1/predictions/{prediction_id}", headers=self.headers)
-        if answer is None:
-            return None
-        status = answer.get("status")
-        if status == "succeeded":
-            output = answer.get("output")
-            return RemoteState("done", output[-1] if isinstance(output, list) and output else output)
-        if status in ("failed", "canceled"):
-            return RemoteState("failed", error=str(answer.get("error") or status))
-        return RemoteState("pending")
-
     def matte(self, video: Path, matte_out: Path, mask_out: Path, description: str | None = None
               ) -> tuple[Path, Path]:
-        video_url = saved_or_new("replicate_file", "replicate", lambda: self._upload(video))
-        output = await_remote_job(
-            provider="replicate", create=lambda: self._create(video_url), poll=self._poll,
-            interval=REPLICATE_POLL_SECONDS, what="the matte",
-        )
-        download_output(self.client, output, matte_out, missing="Replicate finished without an output URL",
-                        no_video="Replicate's matte has no video")
+        video_url = saved_or_new("replicate_file", self.name, lambda: self._upload(video))
+        output = self.run({"version": RVM_VERSION, "input": {"input_video": video_url, "output_type": "alpha-mask"}},
+                          what="the matte")
+        self.fetch_result(output, matte_out, no_video="Replicate's matte has no video")
         return matte_out, first_frame_mask(matte_out, mask_out)
 
 

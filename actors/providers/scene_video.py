@@ -15,30 +15,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 from actors.errors import InvalidInput
 from actors.ffmpeg import probe
 from actors.providers import LOCAL, pick
-from actors.providers.remote import (
-    RemoteState,
-    await_remote_job,
-    configured_base_url,
-    create_job,
-    download_output,
-    http_client,
-    job_answer,
-    json_api_headers,
-    require_secret,
-)
+from actors.providers.remote import PollSchedule, RemoteProvider
 from actors.providers.tts import speak
 from actors.video import CLIP_FORMAT, normalize_clip, render_title_card, zoom_clip
 
 CHUNK_CHARS = 280  #: target length of a character chunk when the script has no sentences
 MIN_SCENE_SECONDS = 2.5  #: s; a scene lasts its narration plus a pause, at least this
 PAUSE_SECONDS = 0.6  #: s of quiet after the narration
-LUMA_POLL_SECONDS = 5.0  #: s between polls of a Luma generation
+#: Polls of a Luma generation back off: 5 s after the first, twice as long after each, at most 60 s
+#: (a clip takes minutes, so later polls mostly find it still dreaming).
+LUMA_POLLS = PollSchedule(first=5.0, factor=2.0, most=60.0)
 LUMA_MODEL = "ray-2"
 PROMPT_CHARS = 2000  #: the longest prompt sent to a provider
 
@@ -119,41 +110,24 @@ class LocalSceneVideo:
         return zoom_clip(card_path, work_dir / "scene.mp4", duration=duration, audio_path=narration)
 
 
-class LumaSceneVideo:
+class LumaSceneVideo(RemoteProvider):
     """Luma Dream Machine: create a generation, poll it, copy the video into our format."""
 
-    def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
-                 api_key: str | None = None) -> None:
-        self.client = client or http_client()
-        self.base_url = configured_base_url(base_url, "LUMA_BASE_URL")
-        key = api_key or require_secret("luma_api_key", "LUMA_API_KEY")
-        self.headers = json_api_headers(f"Bearer {key}")
+    name, label, job_noun = "luma", "Luma", "generation"
+    base_url_variable = "LUMA_BASE_URL"
+    secret = ("luma_api_key", "LUMA_API_KEY")
+    create_path, poll_path = "/dream-machine/v1/generations", "/dream-machine/v1/generations/{id}"
+    state_field, error_field = "state", "failure_reason"
+    done_states, failed_states = frozenset({"completed"}), frozenset({"failed"})
+    schedule = LUMA_POLLS
 
-    def _create(self, prompt: str) -> str:
-        return create_job(
-            self.client, f"{self.base_url}/dream-machine/v1/generations", headers=self.headers,
-            payload={"prompt": prompt[:PROMPT_CHARS], "model": LUMA_MODEL, "aspect_ratio": "16:9"},
-            missing="Luma did not return a generation id",
-        )
-
-    def _poll(self, generation_id: str) -> RemoteState | None:
-        answer = job_answer(self.client, f"{self.base_url}/dream-machine/v1/generations/{generation_id}",
-                            headers=self.headers)
-        if answer is None:
-            return None
-        state = answer.get("state")
-        if state == "completed":
-            return RemoteState("done", (answer.get("assets") or {}).get("video"))
-        if state == "failed":
-            return RemoteState("failed", error=str(answer.get("failure_reason") or "failed"))
-        return RemoteState("pending")
+    def result_url(self, answer: dict[str, Any]) -> Any:
+        return (answer.get("assets") or {}).get("video")
 
     def render(self, description: str, *, scene_number: int, scenes_total: int, work_dir: Path) -> Path:
-        url = await_remote_job(
-            provider="luma", create=lambda: self._create(description), poll=self._poll,
-            interval=LUMA_POLL_SECONDS, what=f"scene {scene_number}",
-        )
-        raw = download_output(self.client, url, work_dir / "luma.mp4", missing="Luma completed without a video")
+        url = self.run({"prompt": description[:PROMPT_CHARS], "model": LUMA_MODEL, "aspect_ratio": "16:9"},
+                       what=f"scene {scene_number}")
+        raw = self.fetch_result(url, work_dir / "luma.mp4")
         narration = speak(description, work_dir, name="narration")
         return normalize_clip(raw, work_dir / "scene.mp4", narration=narration)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -23,20 +22,7 @@ from actors.errors import InvalidMedia
 from actors.ffmpeg import probe
 from actors.providers import LOCAL, pick
 from actors.providers.avatar import DIDAvatars, MouthSpot, read_mouth
-from actors.providers.remote import (
-    RemoteState,
-    answered,
-    await_remote_job,
-    configured_base_url,
-    create_job,
-    download_output,
-    http_client,
-    job_answer,
-    json_api_headers,
-    require_secret,
-    saved_or_new,
-    upload_file,
-)
+from actors.providers.remote import PollSchedule, RemoteProvider, answered, saved_or_new, upload_file
 from actors.storage import local_copy
 from actors.video import frame_loudness, read_samples, write_frames
 
@@ -138,15 +124,23 @@ class LocalTalkingVideo:
             return animate(image, audio_path, out_path)
 
 
-class DIDTalkingVideo:
+class DIDTalkingVideo(RemoteProvider):
     """D-ID talks: upload the speech, create a talk, poll it, copy the result into our storage."""
 
-    def __init__(self, client: httpx.Client | None = None, base_url: str | None = None,
-                 api_key: str | None = None) -> None:
-        self.client = client or http_client()
-        self.base_url = configured_base_url(base_url, "DID_BASE_URL")
-        self.api_key = api_key or require_secret("did_api_key", "DID_API_KEY")
-        self.headers = json_api_headers(f"Basic {self.api_key}")
+    name, label, job_noun = "did", "D-ID", "talk"
+    base_url_variable = "DID_BASE_URL"
+    secret = ("did_api_key", "DID_API_KEY")
+    auth_scheme = "Basic"
+    create_path, poll_path = "/talks", "/talks/{id}"
+    done_states, failed_states = frozenset({"done"}), frozenset({"error", "rejected"})
+    schedule = PollSchedule(DID_POLL_SECONDS)
+
+    def result_url(self, answer: dict[str, Any]) -> Any:
+        return answer.get("result_url")
+
+    def failure_reason(self, answer: dict[str, Any]) -> Any:
+        error = answer.get("error")
+        return error.get("description") or error.get("kind") if isinstance(error, dict) else error
 
     def _upload_audio(self, audio_path: Path) -> str:
         content_type = "audio/mpeg" if audio_path.suffix.lower() == ".mp3" else "audio/wav"
@@ -161,39 +155,14 @@ class DIDTalkingVideo:
     def _source_url(self, avatar: dict[str, Any]) -> str:
         if avatar.get("source_url"):
             return str(avatar["source_url"])
-        return saved_or_new("did_image_url", "did", lambda: self._upload_avatar(avatar["image"]))
-
-    def _create(self, source_url: str, audio_url: str) -> str:
-        return create_job(
-            self.client, f"{self.base_url}/talks", headers=self.headers,
-            payload={"source_url": source_url, "script": {"type": "audio", "audio_url": audio_url},
-                     "config": {"stitch": True}},
-            missing="D-ID did not return a talk id",
-        )
-
-    def _poll(self, talk_id: str) -> RemoteState | None:
-        answer = job_answer(self.client, f"{self.base_url}/talks/{talk_id}", headers=self.headers)
-        if answer is None:
-            return None
-        status = answer.get("status")
-        if status == "done":
-            return RemoteState("done", answer.get("result_url"))
-        if status in ("error", "rejected"):
-            error = answer.get("error")
-            reason = error.get("description") or error.get("kind") if isinstance(error, dict) else error
-            return RemoteState("failed", error=str(reason or status))
-        return RemoteState("pending")
+        return saved_or_new("did_image_url", self.name, lambda: self._upload_avatar(avatar["image"]))
 
     def render(self, avatar: dict[str, Any], audio_path: Path, out_path: Path) -> Path:
         source_url = self._source_url(avatar)
-        audio_url = saved_or_new("did_audio_url", "did", lambda: self._upload_audio(audio_path))
-        result_url = await_remote_job(
-            provider="did", create=lambda: self._create(source_url, audio_url), poll=self._poll,
-            interval=DID_POLL_SECONDS, what="the talking video",
-        )
-        return download_output(self.client, result_url, out_path,
-                               missing="D-ID finished the talk without a result URL",
-                               no_video="D-ID's result has no video")
+        audio_url = saved_or_new("did_audio_url", self.name, lambda: self._upload_audio(audio_path))
+        result_url = self.run({"source_url": source_url, "script": {"type": "audio", "audio_url": audio_url},
+                               "config": {"stitch": True}}, what="the talking video")
+        return self.fetch_result(result_url, out_path, no_video="D-ID's result has no video")
 
 
 def talking_video_maker() -> LocalTalkingVideo | DIDTalkingVideo:

@@ -23,7 +23,7 @@ from typing import Any
 from actors.glossary import prompt, respell
 from actors.media import decode_pcm, encode_audio, is_silent
 from actors.providers import openai_client, pick
-from conveyor.config import settings
+from conveyor.config import offline_model_hub, settings
 
 #: The upload limit of OpenAI's transcription endpoint (bytes); larger chunks are re-encoded first.
 OPENAI_UPLOAD_LIMIT = 25 * 1024 * 1024
@@ -138,7 +138,7 @@ def whisper_model() -> Any:
     global _model
     with _model_lock:
         if _model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            offline_model_hub()
             from faster_whisper import WhisperModel
 
             _model = WhisperModel(str(whisper_model_dir()), device="cpu", compute_type="int8")

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from conveyor.config import DEFAULTS
+
 ROOT = Path(__file__).resolve().parents[2]
 #: What Dramatiq's worker process logs once its threads run.
 READY_LINE = "Worker process is ready for action."
@@ -30,7 +32,7 @@ class WorkerProcess:
         self.log = open(log_path or os.devnull, "wb")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dramatiq", "pipelines.worker:setup", "--processes", str(processes), "--threads",
-             str(threads), "--worker-shutdown-timeout", "25000", *extra_args],
+             str(threads), "--worker-shutdown-timeout", str(DEFAULTS.worker_shutdown_timeout_ms), *extra_args],
             cwd=ROOT, env={**os.environ, **(extra_env or {})}, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -7,7 +7,8 @@ import uuid
 
 import redis
 
-from pipelines.jobs import JobConflict, retry_job, start_job
+from conveyor.errors import JobConflict
+from pipelines.jobs import retry_job, start_job
 from tests.reliability.conftest import REDIS_URL
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs

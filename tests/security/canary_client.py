@@ -21,7 +21,7 @@ WEBHOOK_DEAD_LETTERS = "dramatiq:webhooks.XQ"
 
 
 def setup(out: Path) -> None:
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
     from pipelines.users import create_user
 
     upgrade()

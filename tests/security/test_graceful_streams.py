@@ -17,13 +17,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from web import events
+from web import stream
 
 
 @pytest.fixture
 def closing():
-    yield events.begin_shutdown
-    events._closing.clear()
+    yield stream.begin_shutdown
+    stream._closing.clear()
 
 
 def test_an_open_stream_ends_with_a_retry_hint_soon_after_shutdown_begins(client, auth, closing):
@@ -32,15 +32,15 @@ def test_an_open_stream_ends_with_a_retry_hint_soon_after_shutdown_begins(client
     chunks = iter(response.response)
     first = next(chunks)
     assert b"event: status" in (first if isinstance(first, bytes) else first.encode())
-    assert events.open_streams() == 1
+    assert stream.open_streams() == 1
     threading.Timer(0.2, closing).start()
     started = time.monotonic()
     rest = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)  # ends by itself
     took = time.monotonic() - started
     assert rest.endswith(b"\n\n") and b"retry: 1000\n" in rest, rest
-    assert took < events.CLOSE_POLL + 1.5
+    assert took < stream.CLOSE_POLL + 1.5
     response.close()
-    assert events.open_streams() == 0
+    assert stream.open_streams() == 0
 
 
 def test_gunicorns_sigterm_handler_begins_the_shutdown_then_calls_gunicorns(closing):
@@ -52,7 +52,7 @@ def test_gunicorns_sigterm_handler_begins_the_shutdown_then_calls_gunicorns(clos
         handler = signal.getsignal(signal.SIGTERM)
         assert callable(handler)
         handler(signal.SIGTERM, None)
-        assert events.shutting_down() and called == [signal.SIGTERM]
+        assert stream.shutting_down() and called == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
         gc.unfreeze()
@@ -64,4 +64,4 @@ def test_the_dev_server_stops_after_its_streams_ended(closing):
     started = time.monotonic()
     with pytest.raises(SystemExit):
         stop_gracefully(wait=5.0)
-    assert events.shutting_down() and time.monotonic() - started < 1.0
+    assert stream.shutting_down() and time.monotonic() - started < 1.0

@@ -26,7 +26,8 @@ from gunicorn.config import Config
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
-from conveyor.config import ConfigError, load_settings
+from conveyor.config import load_settings
+from conveyor.errors import ConfigError
 from conveyor.redact import redact_url
 from web.accesslog import RedactingLogger
 from web.devserver import RedactingRequestHandler

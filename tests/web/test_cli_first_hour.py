@@ -16,7 +16,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from conveyor.client import Client, ConveyorError
+from conveyor.client import APIError, Client
 from tests.dev_server import free_port, isolated_env
 from tests.web.test_client_cli import base_url  # noqa: F401 - the served app fixture
 from web.cli import main
@@ -63,7 +63,7 @@ def test_a_long_text_value_is_text_and_at_path_reads_a_text_field(cli_env, user,
         jobs = {name: client.get(_started_id(r.output)) for name, r in
                 [("long", long), ("huge", huge), ("file", from_file), ("stdin", piped)]}
         for job in jobs.values():
-            with contextlib.suppress(ConveyorError):  # stop the video work this test does not need
+            with contextlib.suppress(APIError):  # stop the video work this test does not need
                 client.cancel(job["id"])
     assert jobs["long"]["input"]["script"] == SCRIPT and jobs["long"]["input"]["max_scenes"] == 1
     assert jobs["huge"]["input"]["script"] == "word " * 900
@@ -125,7 +125,7 @@ def test_an_ambiguous_prefix_lists_the_matching_jobs():
     with Client("http://127.0.0.1:1", "t", transport=httpx.MockTransport(answer)) as client:
         assert client.resolve("99999999") == ids[2]
         assert client.resolve(ids[0]) == ids[0]
-        with pytest.raises(ConveyorError) as ambiguous:
+        with pytest.raises(APIError) as ambiguous:
             client.resolve("0123abcd-0")
     assert ambiguous.value.status == 409 and ids[0] in str(ambiguous.value) and ids[1] in str(ambiguous.value)
 
@@ -227,7 +227,7 @@ def test_users_create_in_a_fresh_folder_makes_its_database_or_leaves_nothing(tmp
 def test_sign_in_tokens_are_reused_until_a_new_link_is_made(tmp_path, monkeypatch):
     from conveyor.config import configure, load_settings, settings
     from pipelines.db import dispose_all
-    from pipelines.schema import upgrade
+    from pipelines.migrate import upgrade
     from pipelines.users import create_user, forget_cached_tokens, user_for_token
     from web.devserver import first_user_link, sign_in_token
 

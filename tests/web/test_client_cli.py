@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from conveyor.client import Client, ConveyorError
+from conveyor.client import APIError, Client
 from web.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
@@ -52,10 +52,10 @@ def test_the_client_polls_uploads_cancels_retries_and_raises_problems(base_url, 
         assert client.retry(slow["id"])["attempt"] == 2
         client.cancel(slow["id"])
 
-        with pytest.raises(ConveyorError) as invalid:
+        with pytest.raises(APIError) as invalid:
             client.submit("demo", {"items": "lots"})
         assert invalid.value.status == 422 and invalid.value.problem["errors"][0]["field"] == "input.items"
-        with pytest.raises(ConveyorError) as missing:
+        with pytest.raises(APIError) as missing:
             client.get("00000000-0000-0000-0000-000000000000")
         assert missing.value.status == 404
 

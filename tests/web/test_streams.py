@@ -9,7 +9,7 @@ import time
 import pytest
 
 from actors.broker import embedded_redis_client
-from pipelines import events
+from pipelines import notices
 from pipelines.streams import NoticeHub
 from tests.dev_server import stop_embedded_redis
 
@@ -26,13 +26,13 @@ def test_hundreds_of_subscribers_share_one_connection_and_each_gets_its_notices(
     hub = NoticeHub(redis_client)
     try:
         # Given 300 subscribers on 30 jobs: more than redis-py's pool would hand out one by one
-        inboxes = [(f"job-{i % 30}", hub.add(events.channel(f"job-{i % 30}"))) for i in range(300)]
+        inboxes = [(f"job-{i % 30}", hub.add(notices.channel(f"job-{i % 30}"))) for i in range(300)]
         assert len(hub.inboxes) == 30
-        assert redis_client.pubsub_numsub(events.channel("job-7"))[0][1] == 1
+        assert redis_client.pubsub_numsub(notices.channel("job-7"))[0][1] == 1
 
         # When two jobs get a notice
-        redis_client.publish(events.channel("job-7"), json.dumps({"event": "progress", "job_id": "job-7"}))
-        redis_client.publish(events.channel("job-8"), json.dumps({"event": "status", "job_id": "job-8"}))
+        redis_client.publish(notices.channel("job-7"), json.dumps({"event": "progress", "job_id": "job-7"}))
+        redis_client.publish(notices.channel("job-8"), json.dumps({"event": "status", "job_id": "job-8"}))
 
         # Then exactly their subscribers receive it
         for job, inbox in inboxes:
@@ -44,11 +44,11 @@ def test_hundreds_of_subscribers_share_one_connection_and_each_gets_its_notices(
         # And a job nobody follows any more is unsubscribed
         for job, inbox in inboxes:
             if job == "job-7":
-                hub.remove(events.channel(job), inbox)
+                hub.remove(notices.channel(job), inbox)
         deadline = time.monotonic() + 5
-        while redis_client.pubsub_numsub(events.channel("job-7"))[0][1] and time.monotonic() < deadline:
+        while redis_client.pubsub_numsub(notices.channel("job-7"))[0][1] and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert redis_client.pubsub_numsub(events.channel("job-7"))[0][1] == 0
+        assert redis_client.pubsub_numsub(notices.channel("job-7"))[0][1] == 0
         assert "conveyor:job:job-7" not in hub.inboxes
     finally:
         hub.stop()

@@ -1,6 +1,7 @@
-"""Job notifications for live progress: Redis pub/sub when the broker has Redis, else in-process.
+"""Job notices for live progress: Redis pub/sub when the broker has Redis, else in-process.
 
-Workers publish ``{"event": kind, "job_id": id}`` after each committed transition; the
+A notice only says "this job changed"; it is not stored (the audit rows are
+:class:`pipelines.models.JobEvent`). Workers publish ``{"event": kind, "job_id": id}`` after each committed transition; the
 web's event streams subscribe per job (:mod:`pipelines.streams`) and read the job itself (one
 query) on each notice.
 """

@@ -22,12 +22,14 @@ from typing import Any
 from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 
+from conveyor.errors import JobNotFound
 from pipelines import streams
-from pipelines.jobs import JobNotFound, get_job, get_jobs
+from pipelines.jobs import get_job, get_jobs
 from pipelines.models import TERMINAL_JOB
 from web.auth import current_user_id
 from web.schemas import JobPath, ProblemOut
 
+#: Named "events" still: flask-openapi3 builds the operationId of the API contract from it.
 bp = APIBlueprint("events", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="jobs")],
                   abp_security=[{"bearer": []}], abp_responses={401: ProblemOut})
 

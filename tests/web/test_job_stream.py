@@ -75,7 +75,7 @@ def test_the_stream_of_a_finished_job_sends_it_once_and_ends(client, auth, stub_
 
 
 def test_a_silent_stream_sends_keep_alive_comments(app, auth, user):
-    from web.events import job_stream
+    from web.stream import job_stream
 
     job = submit(app.test_client(), auth, input={"items": 1})  # no worker: it stays pending
     with app.test_request_context():
@@ -89,15 +89,15 @@ def test_notices_that_change_nothing_do_not_hold_back_keep_alive_comments(app, a
     """A client that left is noticed only when its stream is written to, so quiet must mean on the wire."""
     import threading
 
-    from pipelines import events
-    from web.events import job_stream
+    from pipelines import notices
+    from web.stream import job_stream
 
     job = submit(app.test_client(), auth, input={"items": 1})  # no worker: it stays pending
     done = threading.Event()
 
     def chatter() -> None:  # notices faster than the keep-alive interval, the job unchanged
         while not done.wait(0.01):
-            events.publish(job["id"], "progress")
+            notices.publish(job["id"], "progress")
 
     talker = threading.Thread(target=chatter, daemon=True)
     talker.start()
@@ -144,7 +144,7 @@ def test_an_expired_event_grant_is_refused(app, client, auth, user):
 
 
 def test_streams_that_got_the_same_notice_share_one_read_of_the_job(client, auth, user):
-    from web.events import SharedReads
+    from web.stream import SharedReads
 
     job = submit(client, auth, input={"items": 1})
     reads = SharedReads()
@@ -169,8 +169,8 @@ def test_streams_that_got_the_same_notice_share_one_read_of_the_job(client, auth
 
 
 def test_reads_of_different_jobs_asked_in_one_burst_are_made_by_one_query(client, auth, user):
-    from pipelines.jobs import JobNotFound
-    from web.events import SharedReads
+    from conveyor.errors import JobNotFound
+    from web.stream import SharedReads
 
     jobs = [submit(client, auth, input={"items": 1}) for _ in range(6)]
     reads = SharedReads()
