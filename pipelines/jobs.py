@@ -68,7 +68,7 @@ def serialize(job: JobLike) -> dict[str, Any]:
         "id": job.id, "pipeline": job.pipeline, "status": job.status, "progress": round(job.progress or 0.0, 2),
         "step": job.step, "eta_seconds": remaining_eta(job), "stages": job.stages or [],
         "input": job.input, "result": job.result, "errors": job.errors or [], "error": job.error,
-        "project_id": job.project_id, "attempt": job.attempt, "webhook": job.webhook,
+        "warnings": job.warnings or [], "project_id": job.project_id, "attempt": job.attempt, "webhook": job.webhook,
         "created_at": iso(job.created_at), "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at), "updated_at": iso(job.updated_at),
     }

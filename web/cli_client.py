@@ -169,7 +169,11 @@ def _status_lines(job: dict[str, Any]) -> list[str]:
         lines.append(f"error at {error.get('stage')}: {error.get('code')}: {error.get('message')}")
     for item_error in job.get("errors") or []:
         lines.append(f"tolerated: {json.dumps(item_error)}")
-    return lines
+    return lines + _warning_lines(job)
+
+
+def _warning_lines(job: dict[str, Any]) -> list[str]:
+    return [f"warning at {w.get('stage')}: {w.get('code')}: {w.get('message')}" for w in job.get("warnings") or []]
 
 
 def register(main: click.Group) -> None:
@@ -211,6 +215,8 @@ def register(main: click.Group) -> None:
                 if done["status"] != "completed":
                     click.echo("\n".join(_status_lines(done)), err=True)
                     raise click.ClickException(f"job {done['id']} {done['status']}")
+                for line in _warning_lines(done):
+                    click.echo(line, err=True)
                 if as_json:
                     _echo_json(done["result"])
                 else:

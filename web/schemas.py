@@ -56,6 +56,14 @@ class WebhookDeliveryOut(BaseModel):
     updated_at: str
 
 
+class WarningOut(BaseModel):
+    """Something a stage could not do as asked; the job went on without it."""
+
+    code: str = Field(description="e.g. `no_face_found`, `weak_subject_mask`, `storyboard_fallback`.")
+    message: str = Field(description="What happened and what was done instead, for people.")
+    stage: str = Field(description="The stage that said so.")
+
+
 class JobOut(BaseModel):
     """A job."""
 
@@ -70,6 +78,9 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None
     errors: list[dict[str, Any]] = Field(description="Item failures the pipeline tolerated.")
     error: dict[str, Any] | None = Field(description="`{stage, code, message}` of a failed job.")
+    warnings: list[WarningOut] = Field(
+        default_factory=list, description="What a stage could not do as asked (a photo with no face found); "
+                                          "the job went on, and may still complete.")
     project_id: str | None
     attempt: int
     webhook: WebhookDeliveryOut | None = Field(
