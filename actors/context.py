@@ -2,8 +2,8 @@
 
 The engine sets a :class:`StageContext` for each stage message it runs (through a
 context variable set by its middleware); actors only call :func:`current_stage`. Outside
-the engine (a plain call, a test) the context is a harmless stand-in that keeps values in
-memory, so actors stay plain functions.
+the engine (a plain call, a test) the context is a harmless stand-in that keeps values (and
+warnings) in memory, so actors stay plain functions.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any, Protocol
 
 from actors.errors import PollLater
 
+MAX_WARNING_CODE = 64  #: characters of a warning's code kept
+MAX_WARNING_MESSAGE = 500  #: characters of a warning's message kept
+
 
 class StageReporter(Protocol):
     """What the engine provides to a stage context. Implemented by ``pipelines``."""
@@ -23,9 +26,11 @@ class StageReporter(Protocol):
 
     def save_checkpoint(self, values: dict[str, Any]) -> None: ...
 
+    def warn(self, code: str, message: str) -> None: ...
+
 
 class StageContext:
-    """One running stage: its job, its item, its checkpoint values and its reporter.
+    """One running stage: its job, its item, its checkpoint values, its warnings and its reporter.
 
     Parameters:
       job_id: the job this stage belongs to (used to name output files).
@@ -54,6 +59,8 @@ class StageContext:
         self.attempt = attempt
         self._checkpoint = dict(checkpoint or {})
         self._reporter = reporter
+        #: ``{"code", "message"}`` of each :meth:`warn` of this run, in order
+        self.warnings: list[dict[str, str]] = []
         #: True when the engine runs this stage: failures go to the engine, not to Dramatiq.
         self.managed = managed
 
@@ -76,6 +83,19 @@ class StageContext:
         if self._reporter is not None:
             self._reporter.save_checkpoint(dict(self._checkpoint))
         return value
+
+    def warn(self, code: str, message: str) -> None:
+        """Say that the stage could not do all that was asked and made do (e.g. no face was found in a
+        photo): the job still completes, and lists ``{"code", "message", "stage"}`` in its ``warnings``.
+
+        Written at once (a rare event); the same warning twice, e.g. from a retried attempt, is kept once.
+        """
+        warning = {"code": code[:MAX_WARNING_CODE], "message": message[:MAX_WARNING_MESSAGE]}
+        if warning in self.warnings:
+            return
+        self.warnings.append(warning)
+        if self._reporter is not None:
+            self._reporter.warn(code, message)
 
     def poll_later(self, delay: float) -> None:
         """Stop now and run this stage again in ``delay`` seconds, spending no retry.

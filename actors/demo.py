@@ -21,23 +21,26 @@ def demo_prepare(request: dict[str, Any]) -> list[dict[str, Any]]:
         if time.time() < started + wait:
             ctx.progress(min(0.99, (time.time() - started) / wait), "Waiting for the external job")
             ctx.poll_later(min(0.2, wait))
-    fail = set(request.get("fail_items", []))
+    fail, warn = set(request.get("fail_items", [])), set(request.get("warn_items", []))
     return [
         {"index": i, "sleep": float(request.get("sleep", 0)), "fail": i in fail,
-         "fail_mode": request.get("fail_mode", "permanent"), "fail_times": int(request.get("fail_times", 1))}
+         "fail_mode": request.get("fail_mode", "permanent"), "fail_times": int(request.get("fail_times", 1)),
+         **({"warn": True} if i in warn else {})}
         for i in range(int(request.get("items", 3)))
     ]
 
 
 @stage_actor(retries=3, min_backoff=0.05, max_backoff=1.0, time_limit=120.0)
 def demo_work(item: dict[str, Any]) -> dict[str, Any]:
-    """Sleep in small steps, reporting progress; fail as the item asks."""
+    """Sleep in small steps, reporting progress; warn and fail as the item asks."""
     ctx = current_stage()
     total = ctx.items_total or 1
     steps = 5
     for n in range(steps):
         ctx.progress(n / steps, f"Working on item {item['index'] + 1} of {total}")
         time.sleep(item["sleep"] / steps)
+    if item.get("warn"):
+        ctx.warn("demo_warning", f"item {item['index']} made do")
     if item["fail"]:
         if item["fail_mode"] == "transient" and ctx.attempt <= item["fail_times"]:
             raise TransientError(f"item {item['index']} failed on attempt {ctx.attempt}")

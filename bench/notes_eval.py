@@ -78,6 +78,9 @@ class _Quiet:
     def save_checkpoint(self, values: dict[str, Any]) -> None:
         pass
 
+    def warn(self, code: str, message: str) -> None:
+        pass
+
 
 def _run(actor: Any, data: Any, item: int | None = None, total: int | None = None) -> Any:
     from actors.context import StageContext, stage_context

@@ -97,13 +97,16 @@ class Client:
     # --- jobs ------------------------------------------------------------------------------------------
 
     def submit(self, pipeline: str, input: dict[str, Any] | None = None, *, project_id: str | None = None,
-               webhook_url: str | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
-        """Start a job; returns it (status ``pending``)."""
+               webhook_url: str | None = None, idempotency_key: str | None = None,
+               metadata: Any = None) -> dict[str, Any]:
+        """Start a job; returns it (status ``pending``). ``metadata``: any JSON (≤ 4 KB) kept with the job."""
         body: dict[str, Any] = {"pipeline": pipeline, "input": input or {}}
         if project_id is not None:
             body["project_id"] = project_id
         if webhook_url is not None:
             body["webhook_url"] = webhook_url
+        if metadata is not None:
+            body["metadata"] = metadata
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._json("POST", "/api/jobs", json=body, headers=headers)
 
@@ -111,10 +114,14 @@ class Client:
         return self._json("GET", f"/api/jobs/{job_id}")
 
     def list(self, *, pipeline: str | None = None, status: str | None = None, project_id: str | None = None,
-             limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        """One page: ``{"jobs": [...], "next_cursor": ...}``, newest first."""
+             limit: int = 20, cursor: str | None = None, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        """One page: ``{"jobs": [...], "next_cursor": ...}``, newest first.
+
+        ``metadata``: only jobs whose metadata holds each of these string values at its top-level key.
+        """
         params = {k: v for k, v in {"pipeline": pipeline, "status": status, "project_id": project_id,
                                     "limit": limit, "cursor": cursor}.items() if v is not None}
+        params.update({f"metadata.{key}": value for key, value in (metadata or {}).items()})
         return self._json("GET", "/api/jobs", params=params)
 
     def resolve(self, job_id: str) -> str:

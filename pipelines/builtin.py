@@ -20,6 +20,8 @@ class DemoInput(BaseModel):
     fail_items: list[int] = Field(default_factory=list, max_length=500, description="indexes of items that fail")
     fail_mode: Literal["transient", "permanent"] = "permanent"
     fail_times: int = Field(1, ge=0, le=10, description="transient failures before an item succeeds")
+    warn_items: list[int] = Field(default_factory=list, max_length=500,
+                                  description="indexes of items that warn (`demo_warning`) on every attempt")
     wait_seconds: float = Field(0.0, ge=0, le=60, description="an external wait, polled without a thread")
 
 

@@ -20,7 +20,7 @@ from pipelines.models import Job
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 #: Columns a transition rarely needs (large JSON); read on first access.
-_DEFERRED = ("input", "resolved_input", "result")
+_DEFERRED = ("input", "resolved_input", "result", "meta")
 _EAGER = [c for c in JOBS.c if c.name not in _DEFERRED]
 _LOCK = select(*_EAGER).where(JOBS.c.id == bindparam("job_id")).with_for_update()
 _READ_DEFERRED = select(*(JOBS.c[name] for name in _DEFERRED)).where(JOBS.c.id == bindparam("job_id"))
@@ -83,6 +83,8 @@ class JobRow:
     project_id = Field[str | None]()
     webhook_url = Field[str | None]()
     webhook = Field[dict[str, Any] | None]()
+    warnings = Field[list[dict[str, Any]]]()
+    meta = Field[Any]()  #: the request's ``metadata`` (deferred)
     idempotency_key = Field[str | None]()
     request_hash = Field[str | None]()
     notified_at = Field[datetime | None]()

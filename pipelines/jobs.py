@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
@@ -35,6 +36,11 @@ from pipelines.urls import url_errors, webhook_url_errors
 NUL = "\x00"
 #: Most jobs one list call returns.
 MAX_PAGE = 100
+#: bytes; the most a job's ``metadata`` may take as compact JSON (UTF-8).
+MAX_METADATA_BYTES = 4096
+#: Most ``metadata.<key>`` filters one list call takes; what a filter's key may be.
+MAX_METADATA_FILTERS = 8
+METADATA_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _READ_JOB = select(JOBS).where(JOBS.c.id == bindparam("job_id"))
 _READ_JOBS = select(JOBS).where(JOBS.c.id.in_(bindparam("job_ids", expanding=True)))
 
@@ -45,7 +51,7 @@ def serialize(job: JobLike) -> dict[str, Any]:
         "id": job.id, "pipeline": job.pipeline, "status": job.status, "progress": round(job.progress or 0.0, 2),
         "step": job.step, "eta_seconds": remaining_eta(job), "stages": job.stages or [],
         "input": job.input, "result": job.result, "errors": job.errors or [], "error": job.error,
-        "project_id": job.project_id, "attempt": job.attempt, "webhook": job.webhook,
+        "warnings": job.warnings or [], "metadata": job.meta, "project_id": job.project_id, "attempt": job.attempt, "webhook": job.webhook,
         "created_at": iso(job.created_at), "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at), "updated_at": iso(job.updated_at),
     }
@@ -74,18 +80,31 @@ def unavailable_errors(pipeline_name: str) -> list[dict[str, str]]:
     return [{"field": "pipeline", "message": f"{pipeline_name} cannot run here: {reason}"}] if reason else []
 
 
-def check_request(pipeline: str, input: Any, webhook_url: str | None = None) -> dict[str, Any]:
+def metadata_errors(metadata: Any) -> list[dict[str, str]]:
+    """The error refusing a job's ``metadata`` when its compact JSON exceeds :data:`MAX_METADATA_BYTES`."""
+    if metadata is None:
+        return []
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    if size <= MAX_METADATA_BYTES:
+        return []
+    return [{"field": "metadata", "message": f"must be at most {MAX_METADATA_BYTES} bytes as compact JSON; "
+                                             f"this is {size}"}]
+
+
+def check_request(pipeline: str, input: Any, webhook_url: str | None = None, metadata: Any = None
+                  ) -> dict[str, Any]:
     """Vet a job request whole, so one answer names every bad field; returns the normalized input.
 
     Raises:
       InvalidJobInput: an unknown pipeline, one this install cannot run (its local providers are not
-        installed and their keys not set), bad input, or a URL that may not be fetched or posted to.
+        installed and their keys not set), bad input, metadata over its size, or a URL that may not be
+        fetched or posted to.
     """
-    nul = nul_fields({"pipeline": pipeline, "input": input, "webhook_url": webhook_url})
+    nul = nul_fields({"pipeline": pipeline, "input": input, "webhook_url": webhook_url, "metadata": metadata})
     if nul:
         raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
                                for name in nul])
-    errors = unavailable_errors(pipeline) + webhook_url_errors(webhook_url)
+    errors = unavailable_errors(pipeline) + webhook_url_errors(webhook_url) + metadata_errors(metadata)
     data: dict[str, Any] = {}
     try:
         data = validate_input(pipeline, input)
@@ -125,8 +144,11 @@ def _request_hash(**request: Any) -> str:
 def start_job(
     *, pipeline: str, input: dict[str, Any], user_id: str | None = None, project_id: str | None = None,
     webhook_url: str | None = None, idempotency_key: str | None = None, admit: Callable[[], None] | None = None,
+    metadata: Any = None,
 ) -> dict[str, Any]:
     """Accept a job: validate, write the job and its first run, then send the first message.
+
+    ``metadata`` (any JSON, at most :data:`MAX_METADATA_BYTES`) is kept with the job and returned unchanged.
 
     ``admit`` (e.g. a rate limit) is called once this request is known to create the job: after
     its row is written, so that a repeat of an Idempotency-Key, concurrent or not, waits for the
@@ -141,10 +163,12 @@ def start_job(
     if nul:
         raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
                                for name in nul])
-    data = check_request(pipeline, input, webhook_url)
+    data = check_request(pipeline, input, webhook_url, metadata)
     definition = get_pipeline(pipeline)
     assert definition is not None
-    digest = _request_hash(pipeline=pipeline, input=input, project_id=project_id, webhook_url=webhook_url)
+    # Metadata joins the hash only when given, so keys of requests made before it existed still replay.
+    extra = {} if metadata is None else {"metadata": metadata}
+    digest = _request_hash(pipeline=pipeline, input=input, project_id=project_id, webhook_url=webhook_url, **extra)
     try:
         with transaction() as session:
             if idempotency_key:
@@ -166,6 +190,7 @@ def start_job(
                 "pipeline": pipeline, "user_id": user_id, "input": data,
                 "resolved_input": None if resolved == data else resolved,
                 "project_id": project_id, "webhook_url": webhook_url, "idempotency_key": idempotency_key,
+                "meta": metadata,
                 "request_hash": digest, "errors": [], "stages": engine.initial_summary(definition), "step": "Queued",
             })
             if admit is not None:
@@ -250,17 +275,41 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidJobInput([{"field": "cursor", "message": "not a cursor from a previous page"}]) from None
 
 
+def _metadata_filter_errors(metadata: dict[str, str]) -> list[dict[str, str]]:
+    if len(metadata) > MAX_METADATA_FILTERS:
+        return [{"field": "metadata", "message": f"at most {MAX_METADATA_FILTERS} metadata filters"}]
+    return [{"field": f"metadata.{key}", "message": "a metadata filter's key is 1 to 64 letters, digits, _ or -"}
+            for key in metadata if not METADATA_KEY.fullmatch(key)]
+
+
+def _metadata_is(dialect: str, key: str, value: str) -> ColumnElement[bool]:
+    """The job's metadata holds the string ``value`` at its top-level ``key`` (not a number that reads
+    the same: PostgreSQL's ``->>`` would let one match)."""
+    kind = (func.json_typeof(Job.meta[key]) == "string" if dialect == "postgresql"
+            else func.json_type(Job.meta, f'$."{key}"') == "text")
+    return and_(Job.meta[key].as_string() == value, kind)
+
+
 def list_jobs(
     *, user_id: str | None, pipeline: str | None = None, status: str | None = None,
     project_id: str | None = None, limit: int = 20, cursor: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of jobs, newest first, and the cursor of the next page (or None)."""
-    bad = nul_fields({"pipeline": pipeline, "status": status, "project_id": project_id, "cursor": cursor})
+    """A page of jobs, newest first, and the cursor of the next page (or None).
+
+    ``metadata``: only jobs whose metadata holds each of these string values at its top-level key.
+    """
+    metadata = metadata or {}
+    bad = nul_fields({"pipeline": pipeline, "status": status, "project_id": project_id, "cursor": cursor,
+                      "metadata": metadata})
     if bad:
         raise InvalidJobInput([{"field": name, "message": "must not contain the NUL character (U+0000)"}
                                for name in bad])
     if status is not None and status not in {s.value for s in JobStatus}:
         raise InvalidJobInput([{"field": "status", "message": f"unknown status {status!r}"}])
+    wrong = _metadata_filter_errors(metadata)
+    if wrong:
+        raise InvalidJobInput(wrong)
     limit = max(1, min(MAX_PAGE, limit))
     query = select(Job).options(undefer("*"))
     if user_id is not None:
@@ -275,6 +324,9 @@ def list_jobs(
         created, last_id = _decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < last_id)))
     with transaction() as session:
+        dialect = session.get_bind().dialect.name
+        for key, value in metadata.items():
+            query = query.where(_metadata_is(dialect, key, value))
         jobs = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
         more = len(jobs) > limit
         jobs = jobs[:limit]

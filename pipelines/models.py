@@ -118,8 +118,12 @@ class Job(Base):
     resolved_input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     result: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     errors: Mapped[json_column]  #: item failures tolerated by the pipeline
+    #: ``{"code", "message", "stage"}`` of each thing a stage could not do as asked and made do without
+    warnings: Mapped[Any] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     error: Mapped[json_column]  #: {"stage", "code", "message"} of a failed job
     project_id: Mapped[str | None] = mapped_column(String(100))
+    #: the request's ``metadata`` (any JSON, returned unchanged); ``metadata`` is taken by SQLAlchemy
+    meta: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     webhook_url: Mapped[str | None] = mapped_column(Text)
     #: the finished job's webhook delivery: {"id", "status", "attempts", "response", "error", "updated_at"}
     webhook: Mapped[json_column]

@@ -2,7 +2,10 @@
 
 A fan-out's progress is the mean of its items. The ETA blends what the job's own rate
 predicts with the durations of past runs of the same pipeline and step, trusting the
-observed rate more as the job advances.
+observed rate more as the job advances. Once a job's first step has told its size (the
+seconds of media it prepared, or the items it made: a storyboard's scenes), the past
+durations of the later steps are taken per unit of size and scaled by this job's size, so a
+two-hour lecture is not promised the minutes a ten-minute one took.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,7 +28,12 @@ HISTORY_TTL = 60.0
 #: How many recent completed step runs of a pipeline feed its average durations.
 HISTORY_WINDOW = 200
 
+#: Most job sizes remembered (a size never changes once the first step has told it).
+SIZES_KEPT = 4096
+
 _history: dict[str, tuple[float, dict[int, float]]] = {}
+_rates: dict[str, tuple[float, dict[int, float]]] = {}
+_sizes: dict[str, float | None] = {}
 _history_lock = threading.Lock()
 
 
@@ -78,6 +87,69 @@ def past_durations(session: Session, pipeline: str) -> dict[int, float]:
     return durations
 
 
+def input_size(first_output: Any) -> float | None:
+    """How big a job is, from its first step's output: the seconds of media it prepared
+    (``duration``), or how many items it made (a list: a storyboard's scenes). None when it tells neither."""
+    if isinstance(first_output, dict):
+        duration = first_output.get("duration")
+        return float(duration) if isinstance(duration, int | float) and duration > 0 else None
+    if isinstance(first_output, list):
+        return float(len(first_output)) or None
+    return None
+
+
+def _first_outputs(session: Session, job_ids: list[str]) -> dict[str, Any]:
+    rows = session.execute(select(StageRun.job_id, StageRun.output).where(
+        StageRun.job_id.in_(job_ids), StageRun.step == 0, StageRun.item == STEP_ROW,
+        StageRun.status == RunStatus.COMPLETED.value))
+    return {job_id: output for job_id, output in rows}
+
+
+def job_size(session: Session, job_id: str) -> float | None:
+    """The size of ``job_id`` (see :func:`input_size`), or None before its first step completed."""
+    if job_id in _sizes:
+        return _sizes[job_id]
+    outputs = _first_outputs(session, [job_id])
+    size = input_size(outputs[job_id]) if job_id in outputs else None
+    if job_id in outputs:  # known for good: remember it
+        with _history_lock:
+            if len(_sizes) >= SIZES_KEPT:
+                _sizes.clear()
+            _sizes[job_id] = size
+    return size
+
+
+def past_rates(session: Session, pipeline: str) -> dict[int, float]:
+    """Seconds per unit of size each step of ``pipeline`` took in recent completed runs of jobs whose
+    size is known (total seconds over total size, so large jobs weigh more; cached)."""
+    now = time.monotonic()
+    with _history_lock:
+        cached = _rates.get(pipeline)
+        if cached and now - cached[0] < HISTORY_TTL:
+            return cached[1]
+    recent = session.execute(
+        select(StageRun.job_id, StageRun.step, StageRun.duration)
+        .join(Job, Job.id == StageRun.job_id)
+        .where(Job.pipeline == pipeline, StageRun.item == STEP_ROW, StageRun.status == RunStatus.COMPLETED.value,
+               StageRun.duration.is_not(None))
+        .order_by(StageRun.id.desc())
+        .limit(HISTORY_WINDOW)
+    ).all()
+    sizes = {job_id: input_size(output)
+             for job_id, output in _first_outputs(session, list({r.job_id for r in recent})).items()}
+    seconds: dict[int, float] = {}
+    units: dict[int, float] = {}
+    for job_id, step, duration in recent:
+        size = sizes.get(job_id)
+        if size:
+            seconds[step] = seconds.get(step, 0.0) + (duration or 0.0)
+            units[step] = units.get(step, 0.0) + size
+    rates = {step: seconds[step] / units[step] for step in seconds}
+    with _history_lock:
+        _rates[pipeline] = (now, rates)
+    return rates
+
+
 #: A step's fraction done below which its rate says nothing yet (its first reports, or none at all).
 MEASURABLE = 0.05
 #: s; a step's rate measured over less time says nothing of the steps after it (a quick download or split).
@@ -118,14 +190,35 @@ def history_of(durations: dict[int, float] | None, steps: int, index: int) -> di
     return {"self": durations[index], "after": sum(durations[i] for i in range(index + 1, steps))}
 
 
+def sized_history(rates: dict[int, float] | None, size: float | None, steps: int,
+                  index: int) -> dict[str, float] | None:
+    """:func:`history_of` for a job of ``size``: past seconds per unit of size times its size.
+
+    None at the first step (it is what tells the size), without a size, or without a rate for every
+    step left.
+    """
+    if not rates or not size or index < 1:
+        return None
+    return history_of({step: rate * size for step, rate in rates.items()}, steps, index)
+
+
 def parse_iso(value: str | None) -> datetime | None:
     """A summary's time (``2026-11-22T10:00:00Z``) as the store keeps times (naive UTC)."""
     return datetime.fromisoformat(value.rstrip("Z")) if value else None
 
 
 def estimate_eta(session: Session, job: JobRow, pipeline: Pipeline, index: int, fraction: float) -> float | None:
-    """Seconds left for ``job`` while step ``index`` is ``fraction`` done (see :func:`eta_from`)."""
-    history = history_of(past_durations(session, pipeline.name), len(pipeline.steps), index)
+    """Seconds left for ``job`` while step ``index`` is ``fraction`` done (see :func:`eta_from`).
+
+    The history is scaled by the job's size when it and the past rates are known (:func:`sized_history`),
+    else it is the plain mean of past durations.
+    """
+    steps = len(pipeline.steps)
+    history = None
+    if index >= 1:
+        history = sized_history(past_rates(session, pipeline.name), job_size(session, job.id), steps, index)
+    if history is None:
+        history = history_of(past_durations(session, pipeline.name), steps, index)
     step_started = parse_iso((job.stages or [{}] * (index + 1))[index].get("started_at"))
     start = 100.0 * pipeline.weight_before(index) / pipeline.total_weight
     return eta_from(job.progress or 0.0, start, step_started, utcnow(), history, fraction)

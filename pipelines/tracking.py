@@ -118,6 +118,17 @@ class RunReporter:
                 .values(checkpoint=values, updated_at=utcnow())
             )
 
+    def warn(self, code: str, message: str) -> None:
+        """Add ``{code, message, stage}`` to the job's warnings now, once (a retried attempt repeats it)."""
+        with transaction() as session:
+            job = lock_job(session, self.active.job_id)
+            run = session.get(StageRun, self.active.run_id)
+            if job is None or run is None or run.dispatch_token != self.active.token:
+                return
+            warning = {"code": code, "message": message, "stage": run.name}
+            if warning not in (job.warnings or []):
+                job.warnings = [*(job.warnings or []), warning]
+
 
 class LeaseKeeper(threading.Thread):
     """Renews the leases of the stages running in this process, in one statement per beat."""

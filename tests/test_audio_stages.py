@@ -42,6 +42,9 @@ class Recorder:
     def save_checkpoint(self, values: dict[str, Any]) -> None:
         pass
 
+    def warn(self, code: str, message: str) -> None:
+        pass
+
 
 def run(actor: Any, data: Any, recorder: Recorder, *, item: int | None = None, total: int | None = None) -> Any:
     """Call a stage actor as the engine would: inside a stage context with a reporter."""

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pipelines.progress import MEASURABLE, eta_from, history_of
+import pytest
+
+from pipelines import progress
+from pipelines.models import Job, RunStatus, StageRun, iso, utcnow
+from pipelines.progress import MEASURABLE, eta_from, history_of, input_size, sized_history
 
 #: (weight, seconds) of lecture_notes' steps: prepare, split, transcribe, summarize, merge.
 STEPS = [(5, 4.0), (5, 2.0), (50, 100.0), (30, 40.0), (10, 10.0)]
@@ -32,19 +36,24 @@ def trail(durations: list[float] | None = None):
         started += seconds
 
 
-def replay(history: dict[int, float] | None):
-    """(progress, ETA, seconds really left) at every report of the trail."""
-    for now, index, step_started, fraction, progress, left in trail():
+def replay(history: dict[int, float] | None, *, rates: dict[int, float] | None = None, size: float | None = None):
+    """(progress, ETA, seconds really left) at every report of the trail.
+
+    ``history``: past seconds per step; ``rates`` and ``size``: past seconds per unit of size and this
+    job's size, preferred from the second step on (as :func:`pipelines.progress.estimate_eta` does).
+    """
+    for now, index, step_started, fraction, done, left in trail():
         step_start_progress = 100.0 * sum(w for w, _ in STEPS[:index]) / sum(w for w, _ in STEPS)
-        eta = eta_from(progress, step_start_progress, T0 + timedelta(seconds=step_started),
-                       T0 + timedelta(seconds=now), history_of(history, len(STEPS), index), fraction)
-        yield progress, eta, left
+        past = sized_history(rates, size, len(STEPS), index) or history_of(history, len(STEPS), index)
+        eta = eta_from(done, step_start_progress, T0 + timedelta(seconds=step_started),
+                       T0 + timedelta(seconds=now), past, fraction)
+        yield done, eta, left
 
 
 def test_with_no_history_there_is_no_eta_until_a_step_has_made_measurable_progress():
-    for progress, eta, left in replay(history=None):
-        if 12.0 <= progress <= 13.0:  # transcription has just begun: the moment that said "1 s"
-            assert eta is None or abs(eta - left) <= 0.5 * left, (progress, eta, left)
+    for done, eta, left in replay(history=None):
+        if 12.0 <= done <= 13.0:  # transcription has just begun: the moment that said "1 s"
+            assert eta is None or abs(eta - left) <= 0.5 * left, (done, eta, left)
     early = [eta for progress, eta, _ in replay(history=None) if progress < 10.0 + 50 * MEASURABLE]
     assert all(eta is None for eta in early[6:])  # once the quick steps are done, nothing until transcription moves
 
@@ -65,3 +74,64 @@ def test_with_no_history_an_eta_shown_never_says_less_than_half_the_time_left():
     shown = [(progress, eta, left) for progress, eta, left in replay(None) if eta is not None]
     assert shown, "no ETA was shown at all"
     assert all(0.5 * left <= eta <= 2.0 * left for _, eta, left in shown), min(eta / left for _, eta, left in shown)
+
+
+def test_with_history_from_a_job_twice_as_long_the_eta_is_scaled_by_this_jobs_size():
+    # Given history from a lecture twice as long as this one (1,200 s of audio; this one 600 s), whose
+    # steps took twice as long
+    past = {i: seconds * 2 for i, (_, seconds) in enumerate(STEPS)}
+    rates = {step: seconds / 1200.0 for step, seconds in past.items()}
+    # Then with the history scaled by this job's size, every ETA after 20 % is within 50 % of what was left
+    scaled = [(p, eta, left) for p, eta, left in replay(past, rates=rates, size=600.0) if p >= 20.0]
+    assert all(eta is not None for _, eta, _ in scaled)
+    worst = max(abs(eta - left) / left for _, eta, left in scaled)
+    assert worst <= 0.5, worst
+    # While the same history unscaled promises about twice the time
+    unscaled = [(p, eta, left) for p, eta, left in replay(past) if p >= 20.0]
+    assert max(abs(eta - left) / left for _, eta, left in unscaled) > 0.5
+
+
+def test_a_jobs_size_is_the_media_seconds_or_the_items_its_first_step_made():
+    assert input_size({"audio": "storage:a", "duration": 612.5}) == 612.5
+    assert input_size([{"scene_number": 1}, {"scene_number": 2}]) == 2.0
+    assert input_size({"transcript": "...", "duration": None}) is None
+    assert input_size([]) is None and input_size("text") is None
+
+
+def _job(session, items: int, durations: list[float] | None, *, step: int = 5) -> str:
+    """A demo job whose prepare step made ``items`` items and whose steps took ``durations`` s."""
+    job = Job(pipeline="demo", status="completed" if durations else "processing", errors=[],
+              stages=[{"name": str(i), "status": "pending", "progress": 0.0, "started_at": None} for i in range(5)])
+    session.add(job)
+    session.flush()
+    for index, seconds in enumerate(durations or [0.5]):
+        session.add(StageRun(job_id=job.id, step=index, name=str(index), status=RunStatus.COMPLETED.value,
+                             duration=seconds, output=[{"index": i} for i in range(items)] if index == 0 else None))
+    if not durations:
+        job.stages[step]["started_at"] = iso(utcnow())
+    return job.id
+
+
+def test_the_engine_scales_past_durations_by_the_jobs_item_count(db, stub_broker, monkeypatch):
+    from pipelines.db import transaction
+    from pipelines.definition import get_pipeline
+    from pipelines.jobrow import lock_job
+
+    monkeypatch.setattr(progress, "HISTORY_TTL", 0.0)  # no history cached by earlier tests
+    demo = get_pipeline("demo")
+    assert demo is not None
+    # Given two past demo jobs of 8 and 4 items whose steps took time in proportion
+    with transaction() as session:
+        _job(session, 8, [1.0, 16.0, 1.0, 2.0, 1.0])
+        _job(session, 4, [1.0, 8.0, 0.5, 1.0, 0.5])
+        current = _job(session, 2, None, step=1)
+    # When a job of 2 items starts its fan-out
+    with transaction() as session:
+        job = lock_job(session, current)
+        assert job is not None
+        job.progress = 100.0 * demo.weight_before(1) / demo.total_weight
+        eta = progress.estimate_eta(session, job, demo, 1, 0.0)
+        plain = history_of(progress.past_durations(session, "demo"), 5, 1)
+    # Then it is told what 2 items took before (2 s per item; 0.5 s per item for the rest), not the mean
+    assert eta == pytest.approx(2 * 2.0 + 2 * (0.125 + 0.25 + 0.125))
+    assert plain is not None and plain["self"] + plain["after"] == pytest.approx(12.0 + 0.75 + 1.5 + 0.75)

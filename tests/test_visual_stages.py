@@ -42,6 +42,9 @@ class Recorder:
     def save_checkpoint(self, values: dict[str, Any]) -> None:
         pass
 
+    def warn(self, code: str, message: str) -> None:
+        pass
+
 
 @pytest.fixture
 def storage(tmp_path: Path) -> Iterator[Path]:

@@ -154,10 +154,21 @@ def follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
         return client.wait(job["id"], progress=update)
 
 
+def _json_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON ({exc})") from None
+
+
 def _status_lines(job: dict[str, Any]) -> list[str]:
     eta = f", about {int(job['eta_seconds'])} s left" if job.get("eta_seconds") else ""
     lines = [f"{job['id']}  {job['pipeline']}  {job['status']}  {job['progress']:.0f}%{eta}",
              f"step: {job.get('step') or '-'}"]
+    if job.get("metadata") is not None:
+        lines.append(f"metadata: {json.dumps(job['metadata'], ensure_ascii=False)}")
     for stage in job.get("stages") or []:
         items = stage.get("items") or {}
         counts = f"  items {items['completed']}/{items['total']} done, {items['failed']} failed" if items else ""
@@ -167,7 +178,11 @@ def _status_lines(job: dict[str, Any]) -> list[str]:
         lines.append(f"error at {error.get('stage')}: {error.get('code')}: {error.get('message')}")
     for item_error in job.get("errors") or []:
         lines.append(f"tolerated: {json.dumps(item_error)}")
-    return lines
+    return lines + _warning_lines(job)
+
+
+def _warning_lines(job: dict[str, Any]) -> list[str]:
+    return [f"warning at {w.get('stage')}: {w.get('code')}: {w.get('message')}" for w in job.get("warnings") or []]
 
 
 def register(main: click.Group) -> None:
@@ -181,8 +196,10 @@ def register(main: click.Group) -> None:
     @click.option("--project", "project_id", default=None, help="A project id to group jobs.")
     @click.option("--webhook", "webhook_url", default=None, help="https:// URL told when the job ends.")
     @click.option("--idempotency-key", default=None, help="Repeat-safe submission key.")
+    @click.option("--metadata", default=None, callback=_json_option,
+                  help='JSON kept beside the job and returned unchanged (at most 4 KB), e.g. \'{"person_name": "Ada"}\'.')
     def submit(pipeline: str, values: tuple[str, ...], wait: bool, as_json: bool, project_id: str | None,
-               webhook_url: str | None, idempotency_key: str | None) -> None:
+               webhook_url: str | None, idempotency_key: str | None, metadata: Any) -> None:
         """Start a PIPELINE job from key=value inputs.
 
         A value is text, or JSON when it parses as JSON. ``key=@path`` reads a file: uploaded for a file
@@ -199,7 +216,7 @@ def register(main: click.Group) -> None:
                 data[key] = parse_value(raw, client, kinds.get(key))
             try:
                 job = client.submit(pipeline, data, project_id=project_id, webhook_url=webhook_url,
-                                    idempotency_key=idempotency_key)
+                                    idempotency_key=idempotency_key, metadata=metadata)
                 if not wait:
                     click.echo(f"Started {pipeline} job (status {job['status']}); its id:")
                     click.echo(job["id"])
@@ -209,6 +226,8 @@ def register(main: click.Group) -> None:
                 if done["status"] != "completed":
                     click.echo("\n".join(_status_lines(done)), err=True)
                     raise click.ClickException(f"job {done['id']} {done['status']}")
+                for line in _warning_lines(done):
+                    click.echo(line, err=True)
                 if as_json:
                     _echo_json(done["result"])
                 else:
@@ -239,11 +258,21 @@ def register(main: click.Group) -> None:
     @click.option("--pipeline", default=None)
     @click.option("--project", "project_id", default=None)
     @click.option("--limit", type=int, default=20, show_default=True)
-    def jobs(status_filter: str | None, pipeline: str | None, project_id: str | None, limit: int) -> None:
+    @click.option("--metadata", "metadata_pairs", multiple=True, metavar="KEY=VALUE",
+                  help="Only jobs whose metadata has this string value at KEY (repeatable).")
+    def jobs(status_filter: str | None, pipeline: str | None, project_id: str | None, limit: int,
+             metadata_pairs: tuple[str, ...]) -> None:
         """List your jobs, newest first."""
+        metadata = {}
+        for pair in metadata_pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise click.BadParameter(f"{pair[:80]!r} is not KEY=VALUE", param_hint="--metadata")
+            metadata[key] = value
         with make_client() as client:
             try:
-                page = client.list(status=status_filter, pipeline=pipeline, project_id=project_id, limit=limit)
+                page = client.list(status=status_filter, pipeline=pipeline, project_id=project_id, limit=limit,
+                                   metadata=metadata)
             except APIError as exc:
                 raise _fail(exc) from None
         for job in page["jobs"]:

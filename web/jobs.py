@@ -34,6 +34,8 @@ from web.schemas import (
     ProblemOut,
 )
 
+#: The prefix of the list's query parameters that filter by a metadata key.
+METADATA_PARAM = "metadata."
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 bp = APIBlueprint("jobs", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="jobs")], abp_security=SECURITY,
                   abp_responses={401: ProblemOut})
@@ -86,7 +88,7 @@ def create_job(body: JobIn, header: JobRequestHeaders) -> Response:
             check_job_rate(user_id)
     try:
         job = start_job(pipeline=body.pipeline, input=body.input, user_id=user_id, project_id=body.project_id,
-                        webhook_url=body.webhook_url, idempotency_key=key, admit=admit)
+                        webhook_url=body.webhook_url, idempotency_key=key, admit=admit, metadata=body.metadata)
     except InvalidJobInput:
         if key is not None:
             check_job_rate(user_id)  # an invalid request counts, with a key or without
@@ -103,7 +105,7 @@ def _job_request_errors(body: Any) -> list[dict[str, str]]:
         return []
     webhook_url = body.get("webhook_url") if isinstance(body.get("webhook_url"), str) else None
     try:
-        check_request(body["pipeline"], body.get("input", {}), webhook_url)
+        check_request(body["pipeline"], body.get("input", {}), webhook_url, body.get("metadata"))
     except InvalidJobInput as exc:
         return exc.errors
     return []
@@ -112,10 +114,14 @@ def _job_request_errors(body: Any) -> list[dict[str, str]]:
 more_field_errors[f"{bp.name}.{create_job.__name__}"] = _job_request_errors
 
 
-@bp.get("", responses={200: JobListOut, 422: ProblemOut}, summary="List your jobs, newest first")
+@bp.get("", responses={200: JobListOut, 422: ProblemOut}, summary="List your jobs, newest first",
+        description="`metadata.<key>=<value>` (repeatable, one per key) lists only jobs whose `metadata` holds "
+                    "that string value at that top-level key, e.g. `?metadata.person_name=Ada`.")
 def list_jobs_view(query: JobsQuery) -> dict[str, Any]:
+    metadata = {name.removeprefix(METADATA_PARAM): value for name, value in request.args.items()
+                if name.startswith(METADATA_PARAM)}
     jobs, cursor = list_jobs(user_id=current_user_id(), pipeline=query.pipeline, status=query.status,
-                             project_id=query.project_id, limit=query.limit, cursor=query.cursor)
+                             project_id=query.project_id, limit=query.limit, cursor=query.cursor, metadata=metadata)
     return {"jobs": jobs, "next_cursor": cursor}
 
 

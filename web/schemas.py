@@ -32,6 +32,9 @@ class JobIn(BaseModel):
     project_id: str | None = Field(None, max_length=100, description="Your own grouping key, for filtering.")
     webhook_url: str | None = Field(None, max_length=2048,
                                     description="https:// URL that receives the job JSON when it finishes.")
+    metadata: Any = Field(None, description="Any JSON you want kept beside the job (e.g. `{\"person_name\": "
+                                            "\"Ada\"}`), returned unchanged; at most 4096 bytes as compact JSON. "
+                                            "List jobs by a string value of it with `?metadata.<key>=<value>`.")
 
 
 class StageOut(BaseModel):
@@ -56,6 +59,14 @@ class WebhookDeliveryOut(BaseModel):
     updated_at: str
 
 
+class WarningOut(BaseModel):
+    """Something a stage could not do as asked; the job went on without it."""
+
+    code: str = Field(description="e.g. `no_face_found`, `weak_subject_mask`, `storyboard_fallback`.")
+    message: str = Field(description="What happened and what was done instead, for people.")
+    stage: str = Field(description="The stage that said so.")
+
+
 class JobOut(BaseModel):
     """A job."""
 
@@ -70,6 +81,10 @@ class JobOut(BaseModel):
     result: dict[str, Any] | None
     errors: list[dict[str, Any]] = Field(description="Item failures the pipeline tolerated.")
     error: dict[str, Any] | None = Field(description="`{stage, code, message}` of a failed job.")
+    warnings: list[WarningOut] = Field(
+        default_factory=list, description="What a stage could not do as asked (a photo with no face found); "
+                                          "the job went on, and may still complete.")
+    metadata: Any = Field(None, description="The request's `metadata`, unchanged; null when none was given.")
     project_id: str | None
     attempt: int
     webhook: WebhookDeliveryOut | None = Field(

@@ -1,7 +1,7 @@
 """Avatars: a square face crop of a photo (local), optionally registered with D-ID.
 
 The local avatar is a 512 px PNG cropped around the largest face OpenCV's bundled Haar cascade
-finds (a centre crop when it finds none). Where the mouth sits is written into the PNG as a text
+finds (a centre crop when it finds none, with a ``no_face_found`` warning on the job). Where the mouth sits is written into the PNG as a text
 chunk (``conveyor:mouth``), so the local talking-video provider knows what to animate.
 
 Avatar ids are strings:
@@ -36,6 +36,7 @@ AVATAR_SIZE = 512  #: px, a multiple of 16 so frames encode without resizing
 DETECT_SIDE = 640  #: px; photos are scaled down to this for face detection
 MAX_PIXELS = 50_000_000  #: larger images are refused (decompression bombs)
 FACE_MARGIN = 1.9  #: the crop's side, in face widths
+NO_FACE_FOUND = "no_face_found"  #: the warning of a local avatar made from a photo with no face found
 _MOUTH_KEY = "conveyor:mouth"
 
 logger = logging.getLogger(__name__)
@@ -155,14 +156,26 @@ def parse_avatar_id(avatar_id: str) -> dict[str, Any]:
     return data
 
 
+def store_crop(photo: Path, *, job_id: str) -> tuple[str, bool]:
+    """Crop the face of ``photo`` and store it; returns (its storage reference, face found)."""
+    with tempfile.TemporaryDirectory(prefix="conveyor-avatar-") as tmp:
+        out, found = crop_avatar(photo, Path(tmp) / "avatar.png")
+        return store_output(out, job_id=job_id, name="avatar.png", content_type="image/png"), found
+
+
 class LocalAvatars:
     """Avatars as face crops in our storage."""
 
     def create(self, photo: Path, *, job_id: str) -> str:
-        """Crop the face of ``photo`` and store it; returns the avatar id (a storage reference)."""
-        with tempfile.TemporaryDirectory(prefix="conveyor-avatar-") as tmp:
-            out, _ = crop_avatar(photo, Path(tmp) / "avatar.png")
-            return store_output(out, job_id=job_id, name="avatar.png", content_type="image/png")
+        """Crop the face of ``photo`` and store it; returns the avatar id (a storage reference).
+
+        A photo with no face found still makes an avatar (a centre crop), with a ``no_face_found`` warning.
+        """
+        avatar, found = store_crop(photo, job_id=job_id)
+        if not found:
+            current_stage().warn(NO_FACE_FOUND, "No face was found in the photo: the avatar is a crop of its "
+                                                "centre, and talking videos guess where the mouth is.")
+        return avatar
 
 
 class DIDAvatars:
@@ -185,8 +198,9 @@ class DIDAvatars:
 
     def create(self, photo: Path, *, job_id: str) -> str:
         ctx = current_stage()
+        # D-ID finds the face itself in the photo: the local crop is kept, without a warning of its own.
         image_ref = ctx.saved("avatar_image") or ctx.checkpoint(
-            "avatar_image", LocalAvatars().create(photo, job_id=job_id)
+            "avatar_image", store_crop(photo, job_id=job_id)[0]
         )
         # The upload is checkpointed so a redelivery does not upload the photo twice.
         source_url = saved_or_new("did_image_url", "did", lambda: self.upload_image(photo))

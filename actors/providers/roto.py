@@ -1,4 +1,9 @@
-"""Rotoscoping: a matte video (white subject on black) and a PNG mask of the first frame.
+"""Rotoscoping: a matte video (white subject on black) and a PNG mask of one frame of it.
+
+The mask is the matte frame with the largest confident subject area (pixels at least
+:data:`CONFIDENT`), so it shows the subject where it is best seen, not wherever the clip starts.
+When even that frame is surely the subject over less than :data:`WEAK_SUBJECT_SHARE` of the
+picture, the job gets a ``weak_subject_mask`` warning.
 
 The local provider segments with OpenCV's GrabCut. A background plate (the per-pixel median of
 frames spread over the clip) marks what changed in each frame; with a static camera and a moving
@@ -37,6 +42,9 @@ FIRST_ITERATIONS = 5  #: GrabCut iterations on the first frame
 NEXT_ITERATIONS = 2  #: GrabCut iterations on each later frame
 MAX_SECONDS = 600.0  #: s of video accepted
 REPLICATE_POLL_SECONDS = 3.0
+CONFIDENT = 230  #: matte value (0–255) from which a pixel is surely the subject
+WEAK_SUBJECT_SHARE = 0.01  #: a mask surely the subject over less of the picture than this gets a warning
+WEAK_SUBJECT_MASK = "weak_subject_mask"  #: that warning's code
 #: Robust Video Matting on Replicate (arielreplicate/robust_video_matting).
 RVM_VERSION = "2d2de06a76a837a4ba92b6164bf8bfd3ddb524a1fb64b0d8ae055af17fa22503"
 
@@ -140,8 +148,31 @@ class GrabCutTracker:
         return self.previous
 
 
+class BestMask:
+    """Keeps the matte frame with the largest confident subject area among those offered."""
+
+    def __init__(self) -> None:
+        self.index = -1  #: the chosen frame's number in the matte, from 0
+        self.share = 0.0  #: the share of that frame surely the subject (0–1)
+        self.frame: np.ndarray | None = None
+
+    def offer(self, index: int, gray: np.ndarray) -> None:
+        """Consider frame ``index`` of the matte (``gray``: 0–255, one channel)."""
+        share = float((gray >= CONFIDENT).mean())
+        if self.frame is None or share > self.share:
+            self.index, self.share, self.frame = index, share, gray
+
+    def warn_if_weak(self) -> None:
+        """Warn the job when even the best frame hardly shows the subject."""
+        if self.share < WEAK_SUBJECT_SHARE:
+            current_stage().warn(WEAK_SUBJECT_MASK, (
+                f"The subject is hardly visible in any frame: the mask, from frame {self.index + 1} where it "
+                f"is seen best, is sure of only {self.share:.1%} of the picture."))
+
+
 def matte_local(video: Path, matte_out: Path, mask_out: Path) -> tuple[Path, Path]:
-    """Write the matte video (same size and rate as ``video``, no audio) and the first frame's mask PNG.
+    """Write the matte video (same size and rate as ``video``, no audio) and the mask PNG of its frame
+    with the largest confident subject area.
 
     Raises:
       InvalidMedia: when the file has no video, no frames, or is too long.
@@ -159,7 +190,7 @@ def matte_local(video: Path, matte_out: Path, mask_out: Path) -> tuple[Path, Pat
     ctx = current_stage()
     ctx.progress(0.02, "Estimating the background")
     tracker = GrabCutTracker(background_plate(video, work_size, expected))
-    first: list[np.ndarray] = []
+    best = BestMask()
 
     def mattes() -> Any:
         for index, frame in enumerate(read_frames(video, size=work_size)):
@@ -167,23 +198,35 @@ def matte_local(video: Path, matte_out: Path, mask_out: Path) -> tuple[Path, Pat
             soft = cv2.resize(hard, out_size, interpolation=cv2.INTER_LINEAR)
             soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, out_size[0] / 300))
             gray = (np.clip(soft, 0.0, 1.0) * 255).astype(np.uint8)
-            if index == 0:
-                first.append(gray)
+            best.offer(index, gray)
             if index % 12 == 0:
                 ctx.progress(0.05 + 0.9 * min(1.0, index / expected),
                              f"Cutting out frame {index + 1} of about {expected}")
             yield np.repeat(gray[:, :, None], 3, axis=2)
 
     write_frames(mattes(), matte_out, size=out_size, fps=round(meta.fps) or 25, block=2)
-    if not first:
+    if best.frame is None:
         raise InvalidMedia("the video has no frames")
-    Image.fromarray(first[0], "L").save(mask_out, "PNG")
+    Image.fromarray(best.frame, "L").save(mask_out, "PNG")
+    best.warn_if_weak()
     return matte_out, mask_out
 
 
-def first_frame_mask(matte: Path, mask_out: Path) -> Path:
-    """The first frame of a matte video as a grayscale PNG."""
-    run_ffmpeg(["-i", str(matte), "-frames:v", "1", "-vf", "format=gray", str(mask_out)])
+def best_frame_mask(matte: Path, mask_out: Path) -> Path:
+    """The frame of a matte video with the largest confident subject area, as a grayscale PNG.
+
+    Frames are compared at :data:`PROCESS_WIDTH` px; the chosen one is written at full size.
+    """
+    meta = video_meta(matte)
+    scale = min(1.0, PROCESS_WIDTH / meta.width)
+    best = BestMask()
+    for index, frame in enumerate(read_frames(matte, size=(_even(meta.width * scale), _even(meta.height * scale)))):
+        best.offer(index, frame[:, :, 0])
+    if best.frame is None:
+        raise InvalidMedia("the matte has no frames")
+    run_ffmpeg(["-i", str(matte), "-vf", f"select=eq(n\\,{best.index}),format=gray", "-frames:v", "1",
+                str(mask_out)])
+    best.warn_if_weak()
     return mask_out
 
 
@@ -220,7 +263,7 @@ class ReplicateRoto(RemoteProvider):
         output = self.run({"version": RVM_VERSION, "input": {"input_video": video_url, "output_type": "alpha-mask"}},
                           what="the matte")
         self.fetch_result(output, matte_out, no_video="Replicate's matte has no video")
-        return matte_out, first_frame_mask(matte_out, mask_out)
+        return matte_out, best_frame_mask(matte_out, mask_out)
 
 
 def roto_provider() -> LocalRoto | ReplicateRoto:

@@ -1,8 +1,9 @@
 """Scene video: a script cut into a storyboard, and one clip per scene, locally or with Luma.
 
 The storyboard is cut from the script itself: by paragraphs, else by sentences, else in chunks
-of characters at word boundaries; adjacent pieces are merged (balanced by length) down to the
-scene limit. There are never zero scenes for a non-empty script.
+of characters at word boundaries (with a ``storyboard_fallback`` warning on the job); adjacent
+pieces are merged (balanced by length) down to the scene limit. There are never zero scenes for
+a non-empty script.
 
 The local clip is a title card of the scene's description with a slow zoom (ffmpeg ``zoompan``)
 and the description read aloud by the local voice. Luma Dream Machine generates a clip from the
@@ -17,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from actors.context import current_stage
 from actors.errors import InvalidInput
 from actors.ffmpeg import probe
 from actors.providers import LOCAL, pick
@@ -25,6 +27,7 @@ from actors.providers.tts import speak
 from actors.video import CLIP_FORMAT, normalize_clip, render_title_card, zoom_clip
 
 CHUNK_CHARS = 280  #: target length of a character chunk when the script has no sentences
+STORYBOARD_FALLBACK = "storyboard_fallback"  #: the warning of a storyboard cut into character chunks
 MIN_SCENE_SECONDS = 2.5  #: s; a scene lasts its narration plus a pause, at least this
 PAUSE_SECONDS = 0.6  #: s of quiet after the narration
 #: Polls of a Luma generation back off: 5 s after the first, twice as long after each, at most 60 s
@@ -91,6 +94,9 @@ def storyboard(script: str, max_scenes: int) -> list[dict[str, object]]:
         pieces = [s for s in (_clean(s) for s in _SENTENCE_END.split(paragraphs[0])) if s]
     if len(pieces) == 1 and len(pieces[0]) > CHUNK_CHARS:
         pieces = _chunks(pieces[0], CHUNK_CHARS)
+        current_stage().warn(STORYBOARD_FALLBACK, "The script has no paragraphs or sentence ends to cut scenes at: "
+                                                  f"it was cut into pieces of about {CHUNK_CHARS} characters at "
+                                                  "word boundaries, so a scene may start mid-sentence.")
     scenes = _merge(pieces, max_scenes)
     return [{"scene_number": i + 1, "description": d} for i, d in enumerate(scenes)]
 

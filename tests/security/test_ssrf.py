@@ -150,6 +150,9 @@ class Reporter:
     def save_checkpoint(self, values: dict[str, Any]) -> None:
         pass
 
+    def warn(self, code: str, message: str) -> None:
+        pass
+
 
 def run_stage(actor: Any, data: dict[str, Any]) -> Any:
     with stage_context(StageContext(job_id="job-ssrf", stage=actor.actor_name, reporter=Reporter())):

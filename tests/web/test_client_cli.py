@@ -110,3 +110,25 @@ def test_the_cli_reports_a_local_file_the_server_refuses(base_url, user, monkeyp
     assert refused.exit_code == 1, refused.output
     assert f"{notes} was not uploaded: 415" in refused.output
     assert isinstance(refused.exception, SystemExit)  # a clean exit, not an uncaught error
+
+
+def test_the_cli_keeps_metadata_lists_by_it_and_prints_warnings(base_url, user, monkeypatch):
+    monkeypatch.setenv("CONVEYOR_URL", base_url)
+    monkeypatch.setenv("CONVEYOR_TOKEN", user.token)
+    runner = CliRunner()
+    # When a job that warns is submitted with metadata and waited for
+    waited = runner.invoke(main, ["submit", "demo", "items=2", "warn_items=[1]", "--wait",
+                                  "--metadata", '{"person_name": "Ada"}'])
+    assert waited.exit_code == 0, waited.output
+    assert "warning at work: demo_warning: item 1 made do" in waited.output
+    # Then the list finds it by its metadata, and its status shows both
+    with Client(base_url, user.token) as client:
+        [job] = client.list(metadata={"person_name": "Ada"})["jobs"]
+    assert job["metadata"] == {"person_name": "Ada"}
+    listing = runner.invoke(main, ["jobs", "--metadata", "person_name=Ada"])
+    assert listing.output.count(job["id"]) == 1
+    assert runner.invoke(main, ["jobs", "--metadata", "person_name=Grace"]).output.strip() == "no jobs"
+    status = runner.invoke(main, ["status", job["id"]]).output
+    assert 'metadata: {"person_name": "Ada"}' in status and "warning at work" in status
+    refused = runner.invoke(main, ["submit", "demo", "--metadata", "{not json"])
+    assert refused.exit_code == 2 and "not JSON" in refused.output

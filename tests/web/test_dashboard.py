@@ -147,6 +147,17 @@ def test_cancel_and_retry_buttons(page, server: DevServer):
         client.post(f"/api/jobs/{job['id']}/cancel")
 
 
+def test_the_job_page_lists_the_warnings_of_a_completed_job(page, server: DevServer):
+    with api(server) as client:
+        job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 2, "warn_items": [1]}}).json()
+    page.goto(server.sign_in_link)
+    page.goto(f"{server.url}/#/jobs/{job['id']}")
+    page.locator("h1 .badge[data-status=completed]").wait_for()
+    warnings = page.get_by_role("note")
+    warnings.filter(has_text="1 warning").wait_for()
+    assert "work: item 1 made do (demo_warning)" in warnings.inner_text()
+
+
 def test_the_job_page_tells_how_its_webhook_went(page, server: DevServer):
     receiver = Receiver()
     receiver.answers = [404]  # an answer that ends the delivery

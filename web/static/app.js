@@ -359,6 +359,12 @@ function problemBoxes(job) {
     boxes.push(el("div", { class: "card error-box", id: "job-error" },
       el("strong", {}, `Failed at ${job.error.stage}: `), `${job.error.code} — ${job.error.message}`));
   }
+  if (job.warnings && job.warnings.length) {
+    boxes.push(el("div", { class: "card warning-box", id: "job-warnings", role: "note" },
+      el("h2", {}, job.warnings.length === 1 ? "1 warning" : `${job.warnings.length} warnings`),
+      el("ul", {}, ...job.warnings.map((w) => el("li", { "data-code": w.code },
+        el("strong", {}, `${w.stage}: `), `${w.message} `, el("span", { class: "muted small" }, `(${w.code})`))))));
+  }
   if (job.errors && job.errors.length) {
     boxes.push(el("div", { class: "card", id: "item-errors" }, el("h2", {}, `${job.errors.length} item(s) failed and were skipped`),
       el("ul", {}, ...job.errors.map((e) => el("li", {}, `${e.stage || ""} item ${e.item ?? ""}: ${e.code || ""} ${e.message || ""}`)))));
