@@ -1,7 +1,7 @@
 """A chaos soak: thousands of fan-out jobs through two worker processes while faults keep coming.
 
 A driver submits ``--jobs`` (default 2,000) ``demo`` jobs (a fan-out of 4 items, a parallel step)
-at a steady rate to two ``dramatiq pipelines`` processes, and meanwhile:
+at a steady rate to two ``dramatiq pipelines.worker:setup`` processes, and meanwhile:
 - every 20 s SIGKILLs one worker process and starts a new one;
 - restarts Redis once (a private ``redis-server``: every queued message is lost with it);
 - restarts PostgreSQL once (the machine's cluster, through ``pg_ctlcluster``).

@@ -1,7 +1,7 @@
 """The engine's side of ``bench/engine.py``: a 4-stage chain and a fan-out joined into one stage.
 
-Imported by the benchmark's worker processes (``dramatiq pipelines bench.engine_pipelines``) and by
-the driver that starts the jobs.
+Named in ``CONVEYOR_PIPELINES`` for the benchmark's worker processes (``dramatiq pipelines.worker:setup``)
+and its driver, whose composition root collects the two pipelines.
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ class LeaseKeeper(threading.Thread):
 
 
 class StageTracking(Middleware):
-    """Claims, tracks and finishes stage runs. Importing :mod:`pipelines` installs it.
+    """Claims, tracks and finishes stage runs. ``pipelines.worker.setup`` installs it.
 
     On PostgreSQL the hot path is batched: the runs of the messages a consumer fetches are claimed
     together at fetch (:meth:`claim_fetched`), and a stage's end goes to the process's

@@ -48,7 +48,7 @@ def reliability_services() -> Iterator[None]:
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., object]]:
-    """A factory of booted ``dramatiq pipelines`` processes logging to ``tmp_path``; all stopped after the test."""
+    """A factory of booted ``dramatiq pipelines.worker:setup`` processes logging to ``tmp_path``; all stopped after the test."""
     from tests.integration.workers import WorkerProcess
 
     started: list[WorkerProcess] = []

@@ -23,9 +23,7 @@ RUN_ON_SCRIPT = " ".join(["and then the harbour lights came on one by one while 
 
 @pytest.fixture
 def visual(stub_worker):
-    import pipelines.visual  # noqa: F401 - registers the visual pipelines
-
-    return stub_worker
+    return stub_worker  # the visual pipelines are registered by the composition root
 
 
 def upload(client: Any, auth: dict[str, str], path: Path) -> str:
