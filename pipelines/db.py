@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -58,7 +58,7 @@ def while_unreachable(call: Callable[[], T], *, what: str, patience: float = UNR
             delay = min(delay * 2, 1.0)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the one writer; busy_timeout makes writers queue instead of failing.
     # Transactions are begun by _sqlite_begin below, not by the driver.
     dbapi_connection.isolation_level = None
@@ -70,7 +70,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection) -> None:
+def _sqlite_begin(connection: Connection) -> None:
     # Take the write lock up front: a transaction that read first and writes later could otherwise
     # fail to upgrade its WAL snapshot. SQLite thus runs writers one at a time (embedded mode only).
     if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":

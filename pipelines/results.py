@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +21,7 @@ def file_url(file_id: str) -> str:
     return f"/api/files/{file_id}"
 
 
-def _walk(value: Any, replace) -> Any:
+def _walk(value: Any, replace: Callable[[str], Any]) -> Any:
     if isinstance(value, dict):
         return {k: _walk(v, replace) for k, v in value.items()}
     if isinstance(value, list):
