@@ -22,7 +22,14 @@ from actors.providers import denoise as denoise_provider
 from actors.providers import summarize
 from actors.providers.transcribe import Transcript, transcribe
 from actors.stage import stage_actor
-from actors.stage_inputs import AudioFileInput, CarriedOptions, ChunkInput, PrepareAudioInput, PreparedAudio
+from actors.stage_inputs import (
+    AudioFileInput,
+    CarriedOptions,
+    ChunkInput,
+    PrepareAudioInput,
+    PreparedAudio,
+    TranscribeItem,
+)
 from actors.storage import get_storage, job_folder, key_of, local_copy, new_key, ref, store_output
 from actors.subtitles import render
 from conveyor.render import notes_markdown
@@ -97,12 +104,10 @@ def split_audio(data: PreparedAudio) -> list[dict[str, Any]]:
     ctx = current_stage()
     if "transcript" in data.model_fields_set:
         return _split_transcript(data)
-    if not data.audio:
-        raise InvalidInput("split_audio expects the prepared audio or a transcript")
     target = float(data.chunk_seconds or DEFAULT_CHUNK_SECONDS)
     expected = max(1, round((data.duration or target) / target))
     items: list[dict[str, Any]] = []
-    with local_copy(data.audio) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
+    with local_copy(data.audio or "") as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
         for chunk in split_at_silences(path, target_seconds=target):
             wav = write_wav(Path(tmp) / f"chunk-{chunk.index:04d}.wav", chunk.samples)
             reference = store_output(wav, job_id=ctx.job_id, name=wav.name, content_type="audio/wav")
@@ -139,8 +144,8 @@ def _split_transcript(data: PreparedAudio) -> list[dict[str, Any]]:
 # --- transcription ------------------------------------------------------------------------------
 
 
-@stage_actor(input=ChunkInput, retries=3, time_limit=1200.0)
-def transcribe_chunk(item: ChunkInput) -> dict[str, Any]:
+@stage_actor(input=TranscribeItem, retries=3, time_limit=1200.0)
+def transcribe_chunk(item: TranscribeItem) -> dict[str, Any]:
     """Transcribe one chunk; its full transcript (word timings in the whole file's time) goes to storage.
 
     Returns ``{"index", "total", "start", "end", "text", "language", "transcript": ref, **options}``.
@@ -156,9 +161,7 @@ def transcribe_chunk(item: ChunkInput) -> dict[str, Any]:
     if item.silent:
         result = Transcript("", [], [], item.language)
     else:
-        if not item.chunk:
-            raise InvalidInput("transcribe_chunk expects a chunk of audio or of text")
-        with local_copy(item.chunk) as path:
+        with local_copy(item.chunk or "") as path:
             def report(fraction: float) -> None:
                 ctx.progress(0.05 + 0.9 * fraction, f"Transcribing chunk {number} of {total}")
 

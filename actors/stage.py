@@ -83,7 +83,8 @@ def _problems(error: ValidationError) -> str:
     parts = []
     for problem in error.errors(include_url=False, include_input=False):
         where = ".".join(str(p) for p in problem["loc"])
-        parts.append(f"{where}: {problem['msg']}" if where else str(problem["msg"]))
+        message = str(problem["msg"]).removeprefix("Value error, ")  # a model's own check says it all
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 

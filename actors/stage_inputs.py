@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, RootModel
+from pydantic import BaseModel, ConfigDict, RootModel, model_validator
 
 
 class StageInput(BaseModel):
@@ -47,6 +47,12 @@ class PreparedAudio(CarriedOptions):
     duration: float | None = None
     transcript: str | None = None
 
+    @model_validator(mode="after")
+    def _audio_or_transcript(self) -> PreparedAudio:
+        if not self.audio and "transcript" not in self.model_fields_set:
+            raise ValueError("neither the prepared audio nor a transcript was given")
+        return self
+
 
 class ChunkInput(CarriedOptions):
     """One fan-out item of the audio pipelines: a chunk, its transcript, or a failed item's ``error``."""
@@ -65,6 +71,16 @@ class ChunkInput(CarriedOptions):
     def failed(self) -> bool:
         """True for the stand-in ``{"error": ...}`` of an item whose previous stage failed and was tolerated."""
         return "error" in self.model_fields_set and "index" not in self.model_fields_set
+
+
+class TranscribeItem(ChunkInput):
+    """``transcribe_chunk``: one chunk of the recording (or a piece of a given transcript)."""
+
+    @model_validator(mode="after")
+    def _something_to_transcribe(self) -> TranscribeItem:
+        if not (self.chunk or self.given or self.silent):
+            raise ValueError("the item names no chunk of audio")
+        return self
 
 
 class AudioFileInput(StageInput):

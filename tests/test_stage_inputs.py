@@ -121,3 +121,10 @@ def test_an_unknown_retry_setting_is_refused():
         stage_actor(retires=2)
     with pytest.raises(DefinitionError, match="retires"):
         stage(doubled, retires=2)
+
+
+def test_a_payload_missing_what_the_stage_works_on_is_refused_in_the_stages_name():
+    with pytest.raises(InvalidInput, match="^split_audio got an invalid input: neither the prepared audio"):
+        audio_stages.split_audio({"duration": 3.0})
+    with pytest.raises(InvalidInput, match="^transcribe_chunk got an invalid input: the item names no chunk"):
+        audio_stages.transcribe_chunk({"index": 0, "total": 1})
