@@ -22,6 +22,14 @@ from actors.providers import denoise as denoise_provider
 from actors.providers import summarize
 from actors.providers.transcribe import Transcript, transcribe
 from actors.stage import stage_actor
+from actors.stage_inputs import (
+    AudioFileInput,
+    CarriedOptions,
+    ChunkInput,
+    PrepareAudioInput,
+    PreparedAudio,
+    TranscribeItem,
+)
 from actors.storage import get_storage, job_folder, key_of, local_copy, new_key, ref, store_output
 from actors.subtitles import render
 from conveyor.render import notes_markdown
@@ -34,26 +42,25 @@ MIN_SPEECH_WORDS = 4
 TRANSCRIPT_CHUNK_WORDS = 160
 
 
-def _options(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: data[k] for k in _CARRIED if data.get(k) is not None}
+def _options(data: CarriedOptions) -> dict[str, Any]:
+    return {k: getattr(data, k) for k in _CARRIED if getattr(data, k) is not None}
 
 
 _NO_SPEECH = ("no speech was found in the recording (silence, noise only, or too short to hold a sentence); "
               "check that it is the right file and that its sound is not muted")
 
 
-def _require_dict(data: Any, stage: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{stage} expects a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _position(item: dict[str, Any]) -> tuple[int, int]:
+def _position(item: ChunkInput) -> tuple[int, int]:
     """This fan-out item's 1-based number and the item count."""
     ctx = current_stage()
-    index = ctx.item if ctx.item is not None else int(item.get("index", 0))
-    total = ctx.items_total or int(item.get("total", 1))
+    index = ctx.item if ctx.item is not None else (item.index if item.index is not None else 0)
+    total = ctx.items_total or (item.total if item.total is not None else 1)
     return index + 1, total
+
+
+def _index(item: ChunkInput, number: int) -> int:
+    """The item's own index, else the one its position gives."""
+    return item.index if item.index is not None else number - 1
 
 
 def _is_failed(item: Any) -> bool:
@@ -63,8 +70,8 @@ def _is_failed(item: Any) -> bool:
 # --- shared: prepare and split -------------------------------------------------------------------
 
 
-@stage_actor(retries=2, time_limit=600.0)
-def prepare_audio(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=PrepareAudioInput, retries=2, time_limit=600.0)
+def prepare_audio(data: PrepareAudioInput) -> dict[str, Any]:
     """Resolve the job's audio (``audio`` or ``media``: a stored file or an https URL) and check it.
 
     Returns ``{"audio": ref, "duration": s, "has_video": bool, **options}``.
@@ -72,36 +79,35 @@ def prepare_audio(data: dict[str, Any]) -> dict[str, Any]:
     Raises:
       InvalidMedia: for an empty or corrupt file, or one without audio.
     """
-    data = _require_dict(data, "prepare_audio")
-    if data.get("transcript") and not data.get("audio"):
+    if data.transcript and not data.audio:
         current_stage().progress(1.0, "A transcript was given: no audio to prepare")
-        return {"transcript": str(data["transcript"]), "duration": None, **_options(data)}
-    field = "media" if "media" in data else "audio"
-    if not data.get(field):
+        return {"transcript": data.transcript, "duration": None, **_options(data)}
+    field = "media" if "media" in data.model_fields_set else "audio"
+    source = data.media if field == "media" else data.audio
+    if not source:
         raise InvalidInput(f"the input needs {field!r}: an uploaded file or an https:// URL")
     ctx = current_stage()
     ctx.progress(0.1, "Checking the audio")
-    reference = stored_input(data[field], name=field)
+    reference = stored_input(source, name=field)
     with local_copy(reference) as path:
         info = check_audio(path)
     ctx.progress(1.0, f"Audio of {info.duration or 0:.0f} s ready")
     return {"audio": reference, "duration": info.duration, "has_video": info.has_video, **_options(data)}
 
 
-@stage_actor(retries=2, time_limit=3600.0)
-def split_audio(data: dict[str, Any]) -> list[dict[str, Any]]:
+@stage_actor(input=PreparedAudio, retries=2, time_limit=3600.0)
+def split_audio(data: PreparedAudio) -> list[dict[str, Any]]:
     """Cut the audio at silences into chunks of about ``chunk_seconds`` (60 by default), stored as WAVs.
 
     Returns one item per chunk: ``{"chunk": ref, "index", "total", "start", "end", "silent", **options}``.
     """
-    data = _require_dict(data, "split_audio")
     ctx = current_stage()
-    if "transcript" in data:
+    if "transcript" in data.model_fields_set:
         return _split_transcript(data)
-    target = float(data.get("chunk_seconds") or DEFAULT_CHUNK_SECONDS)
-    expected = max(1, round((data.get("duration") or target) / target))
+    target = float(data.chunk_seconds or DEFAULT_CHUNK_SECONDS)
+    expected = max(1, round((data.duration or target) / target))
     items: list[dict[str, Any]] = []
-    with local_copy(data["audio"]) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
+    with local_copy(data.audio or "") as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
         for chunk in split_at_silences(path, target_seconds=target):
             wav = write_wav(Path(tmp) / f"chunk-{chunk.index:04d}.wav", chunk.samples)
             reference = store_output(wav, job_id=ctx.job_id, name=wav.name, content_type="audio/wav")
@@ -117,11 +123,11 @@ def split_audio(data: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def _split_transcript(data: dict[str, Any]) -> list[dict[str, Any]]:
+def _split_transcript(data: PreparedAudio) -> list[dict[str, Any]]:
     """A given transcript cut at sentence ends into chunks of about :data:`TRANSCRIPT_CHUNK_WORDS` words."""
     pieces: list[str] = []
     current: list[str] = []
-    for sentence in summarize.sentences(data["transcript"]):
+    for sentence in summarize.sentences(data.transcript or ""):
         current.append(sentence)
         if sum(len(s.split()) for s in current) >= TRANSCRIPT_CHUNK_WORDS:
             pieces.append(" ".join(current))
@@ -138,55 +144,52 @@ def _split_transcript(data: dict[str, Any]) -> list[dict[str, Any]]:
 # --- transcription ------------------------------------------------------------------------------
 
 
-@stage_actor(retries=3, time_limit=1200.0)
-def transcribe_chunk(item: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=TranscribeItem, retries=3, time_limit=1200.0)
+def transcribe_chunk(item: TranscribeItem) -> dict[str, Any]:
     """Transcribe one chunk; its full transcript (word timings in the whole file's time) goes to storage.
 
     Returns ``{"index", "total", "start", "end", "text", "language", "transcript": ref, **options}``.
     """
-    item = _require_dict(item, "transcribe_chunk")
     number, total = _position(item)
     ctx = current_stage()
-    if item.get("given"):
+    if item.given:
         ctx.progress(1.0, f"Chunk {number} of {total} is text already")
-        return {"index": item.get("index", number - 1), "total": total, "start": None, "end": None,
-                "text": respell(str(item.get("text", "")), item.get("glossary")), "language": item.get("language"),
+        return {"index": _index(item, number), "total": total, "start": None, "end": None,
+                "text": respell(item.text, item.glossary), "language": item.language,
                 "transcript": None, **{k: v for k, v in _options(item).items() if k != "language"}}
     ctx.progress(0.05, f"Transcribing chunk {number} of {total}")
-    if item.get("silent"):
-        result = Transcript("", [], [], item.get("language"))
+    if item.silent:
+        result = Transcript("", [], [], item.language)
     else:
-        with local_copy(item["chunk"]) as path:
+        with local_copy(item.chunk or "") as path:
             def report(fraction: float) -> None:
                 ctx.progress(0.05 + 0.9 * fraction, f"Transcribing chunk {number} of {total}")
 
-            result = transcribe(path, language=item.get("language"), on_progress=report,
-                                glossary=item.get("glossary"))
-            result = result.shifted(float(item.get("start", 0.0)))
+            result = transcribe(path, language=item.language, on_progress=report, glossary=item.glossary)
+            result = result.shifted(item.start or 0.0)
     key = new_key(job_folder(ctx.job_id), "transcript.json")
     get_storage().put_bytes(key, json.dumps(result.to_dict()).encode(), "application/json")
     ctx.progress(1.0, f"Transcribed chunk {number} of {total}")
-    return {"index": item.get("index", number - 1), "total": total, "start": item.get("start"),
-            "end": item.get("end"), "text": result.text, "language": result.language, "transcript": ref(key),
+    return {"index": _index(item, number), "total": total, "start": item.start,
+            "end": item.end, "text": result.text, "language": result.language, "transcript": ref(key),
             **{k: v for k, v in _options(item).items() if k != "language"}}
 
 
 # --- lecture notes ------------------------------------------------------------------------------
 
 
-@stage_actor(retries=3, time_limit=600.0)
-def summarize_chunk(item: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=ChunkInput, retries=3, time_limit=600.0)
+def summarize_chunk(item: ChunkInput) -> dict[str, Any]:
     """Notes of one transcribed chunk: ``{"index", "total", "text", "notes": {sections, key_points,
     definitions}}``. A chunk whose transcription failed (tolerated) passes through unchanged."""
-    if _is_failed(item):
-        return item
-    item = _require_dict(item, "summarize_chunk")
+    if item.failed:
+        return item.model_dump(exclude_unset=True)
     number, total = _position(item)
     ctx = current_stage()
     ctx.progress(0.05, f"Generating notes for chunk {number} of {total}")
-    notes = summarize.chunk_notes(item.get("text", ""), part=number, parts=total, glossary=item.get("glossary"))
+    notes = summarize.chunk_notes(item.text, part=number, parts=total, glossary=item.glossary)
     ctx.progress(1.0, f"Generated notes for chunk {number} of {total}")
-    return {"index": item.get("index", number - 1), "total": total, "text": item.get("text", ""),
+    return {"index": _index(item, number), "total": total, "text": item.text,
             "notes": notes, **_options(item)}
 
 
@@ -253,13 +256,12 @@ def make_subtitles(items: list[dict[str, Any]]) -> dict[str, Any]:
 # --- noise removal and clean-up -----------------------------------------------------------------
 
 
-@stage_actor(retries=3, time_limit=3600.0)
-def remove_noise(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=AudioFileInput, retries=3, time_limit=3600.0)
+def remove_noise(data: AudioFileInput) -> dict[str, Any]:
     """Remove background noise from ``audio``; returns ``{"audio_url": ref}`` (MP3)."""
-    data = _require_dict(data, "remove_noise")
     ctx = current_stage()
     ctx.progress(0.05, "Checking the audio")
-    reference = stored_input(data.get("audio", ""), name="audio")
+    reference = stored_input(data.audio, name="audio")
     with local_copy(reference) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
         check_audio(path)
         ctx.progress(0.1, "Removing noise")
@@ -268,13 +270,12 @@ def remove_noise(data: dict[str, Any]) -> dict[str, Any]:
         return {"audio_url": store_output(out, job_id=ctx.job_id, name="denoised.mp3", content_type="audio/mpeg")}
 
 
-@stage_actor(retries=3, time_limit=3600.0)
-def clean_audio(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=AudioFileInput, retries=3, time_limit=3600.0)
+def clean_audio(data: AudioFileInput) -> dict[str, Any]:
     """Denoise, band-limit and loudness-normalise ``audio``; returns ``{"audio_url": ref}`` (MP3)."""
-    data = _require_dict(data, "clean_audio")
     ctx = current_stage()
     ctx.progress(0.05, "Checking the audio")
-    reference = stored_input(data.get("audio", ""), name="audio")
+    reference = stored_input(data.audio, name="audio")
     with local_copy(reference) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
         check_audio(path)
         ctx.progress(0.1, "Removing noise and levelling loudness")

@@ -36,18 +36,23 @@ from actors.providers.talking import talking_video_maker
 from actors.providers.tts import speak
 from actors.providers.voice import voice_cloner
 from actors.stage import stage_actor
+from actors.stage_inputs import (
+    GradeInput,
+    PersonaBranches,
+    PersonaSources,
+    PlanScenesInput,
+    PreparedPersona,
+    RotoInput,
+    SceneInput,
+    SpeakTextInput,
+    SpeechInput,
+)
 from actors.storage import get_storage, is_ref, key_of, local_copy, store_output
 from actors.video import concat_clips, extract_audio
 
 DEFAULT_MAX_SCENES = 6
 MAX_SCENES = 20
 VOICE_SAMPLE_SECONDS = 180.0  #: s of the persona video used to profile or clone the voice
-
-
-def _require_dict(data: Any, stage: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{stage} expects a JSON object, got {type(data).__name__}")
-    return data
 
 
 @contextmanager
@@ -59,22 +64,21 @@ def _workdir() -> Iterator[Path]:
 # --- video_generation ----------------------------------------------------------------------------
 
 
-@stage_actor(retries=1, time_limit=60.0)
-def plan_scenes(data: dict[str, Any]) -> list[dict[str, Any]]:
+@stage_actor(input=PlanScenesInput, retries=1, time_limit=60.0)
+def plan_scenes(data: PlanScenesInput) -> list[dict[str, Any]]:
     """Cut the script into a storyboard; returns one item per scene for :func:`render_scene`.
 
     The storyboard is stored as JSON so the last stage can report every scene, failed ones too.
     ``fail_scenes`` (a testing aid) marks scene numbers that must fail, to exercise the
     ``tolerate`` policy.
     """
-    data = _require_dict(data, "plan_scenes")
-    script = data.get("script")
-    if not isinstance(script, str) or len(script.strip()) < 60:
+    script = data.script
+    if script is None or len(script.strip()) < 60:
         raise InvalidInput("script must be at least 60 characters")
-    max_scenes = int(data.get("max_scenes") or DEFAULT_MAX_SCENES)
+    max_scenes = data.max_scenes or DEFAULT_MAX_SCENES
     if not 1 <= max_scenes <= MAX_SCENES:
         raise InvalidInput(f"max_scenes must be between 1 and {MAX_SCENES}")
-    fail = {int(n) for n in data.get("fail_scenes") or []}
+    fail = set(data.fail_scenes or [])
     ctx = current_stage()
     ctx.progress(0.2, "Writing the storyboard")
     scenes = storyboard(script, max_scenes)
@@ -86,17 +90,16 @@ def plan_scenes(data: dict[str, Any]) -> list[dict[str, Any]]:
              **({"fail": True} if scene["scene_number"] in fail else {})} for scene in scenes]
 
 
-@stage_actor(retries=2, time_limit=900.0, max_wait=3600.0)
-def render_scene(item: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=SceneInput, retries=2, time_limit=900.0, max_wait=3600.0)
+def render_scene(item: SceneInput) -> dict[str, Any]:
     """Render one scene's clip; returns ``{"scene_number", "description", "video_url", "storyboard"}``."""
-    item = _require_dict(item, "render_scene")
     ctx = current_stage()
-    number = int(item["scene_number"]) if "scene_number" in item else (ctx.item or 0) + 1
-    total = ctx.items_total or int(item.get("scenes_total") or number)
+    number = item.scene_number if item.scene_number is not None else (ctx.item or 0) + 1
+    total = ctx.items_total or item.scenes_total or number
     ctx.progress(0.05, f"Generating scene {number} of {total}")
-    if item.get("fail"):
+    if item.fail:
         raise PermanentError(f"scene {number} was asked to fail (fail_scenes)", code="scene_failed")
-    description = str(item.get("description") or "").strip()
+    description = (item.description or "").strip()
     if not description:
         raise InvalidInput(f"scene {number} has no description")
     with _workdir() as tmp:
@@ -104,7 +107,7 @@ def render_scene(item: dict[str, Any]) -> dict[str, Any]:
         ctx.progress(0.9, f"Storing scene {number} of {total}")
         video = store_output(clip, job_id=ctx.job_id, name=f"scene-{number}.mp4", content_type="video/mp4")
     return {"scene_number": number, "description": description, "video_url": video,
-            "storyboard": item.get("storyboard")}
+            "storyboard": item.storyboard}
 
 
 def _error_of(output: Any) -> dict[str, str] | None:
@@ -159,17 +162,16 @@ def join_scenes(outputs: list[Any]) -> dict[str, Any]:
 # --- persona -------------------------------------------------------------------------------------
 
 
-@stage_actor(retries=2, time_limit=600.0)
-def prepare_persona(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=PersonaSources, retries=2, time_limit=600.0)
+def prepare_persona(data: PersonaSources) -> dict[str, Any]:
     """Resolve the persona's ``video`` and ``photo`` (stored files or URLs) and check them."""
-    data = _require_dict(data, "prepare_persona")
-    name = str(data.get("name") or "").strip()
+    name = (data.name or "").strip()
     if not name:
         raise InvalidInput("name is required")
     ctx = current_stage()
     ctx.progress(0.1, "Fetching the video and the photo")
-    video = stored_input(str(data.get("video") or ""), name="video")
-    photo = stored_input(str(data.get("photo") or ""), name="photo")
+    video = stored_input(data.video or "", name="video")
+    photo = stored_input(data.photo or "", name="photo")
     with local_copy(video) as path:
         if not check_media(path).has_audio:
             raise InvalidMedia("the video has no audio track to take the voice from")
@@ -178,45 +180,41 @@ def prepare_persona(data: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "video": video, "photo": photo}
 
 
-@stage_actor(retries=2, time_limit=600.0)
-def persona_audio(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=PreparedPersona, retries=2, time_limit=600.0)
+def persona_audio(data: PreparedPersona) -> dict[str, Any]:
     """Extract the video's audio track (mono WAV); returns ``{"audio_url"}``."""
-    data = _require_dict(data, "persona_audio")
     ctx = current_stage()
     ctx.progress(0.1, "Extracting the audio track")
-    with _workdir() as tmp, local_copy(data["video"]) as video:
+    with _workdir() as tmp, local_copy(data.video) as video:
         audio = extract_audio(video, tmp / "voice.wav")
         stored = store_output(audio, job_id=ctx.job_id, name="voice.wav", content_type="audio/wav")
         return {"audio_url": stored}
 
 
-@stage_actor(retries=3, time_limit=600.0, max_wait=1800.0)
-def persona_voice(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=PreparedPersona, retries=3, time_limit=600.0, max_wait=1800.0)
+def persona_voice(data: PreparedPersona) -> dict[str, Any]:
     """Clone (or, locally, profile) the voice from the video's first minutes; returns ``{"voice_id"}``."""
-    data = _require_dict(data, "persona_voice")
     ctx = current_stage()
     ctx.progress(0.1, "Cloning the voice")
-    with _workdir() as tmp, local_copy(data["video"]) as video:
+    with _workdir() as tmp, local_copy(data.video) as video:
         sample = extract_audio(video, tmp / "sample.wav", max_seconds=VOICE_SAMPLE_SECONDS)
-        return {"voice_id": voice_cloner().clone(sample, data.get("name") or "persona")}
+        return {"voice_id": voice_cloner().clone(sample, data.name or "persona")}
 
 
-@stage_actor(retries=3, time_limit=300.0)
-def persona_avatar(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=PreparedPersona, retries=3, time_limit=300.0)
+def persona_avatar(data: PreparedPersona) -> dict[str, Any]:
     """Make the avatar from the photo (a face crop, or a D-ID image); returns ``{"avatar_id"}``."""
-    data = _require_dict(data, "persona_avatar")
     ctx = current_stage()
     ctx.progress(0.1, "Creating the avatar")
-    with local_copy(data["photo"]) as photo:
+    with local_copy(data.photo) as photo:
         return {"avatar_id": avatar_maker().create(photo, job_id=ctx.job_id)}
 
 
-@stage_actor(retries=1, time_limit=60.0)
-def join_persona(branches: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=PersonaBranches, retries=1, time_limit=60.0)
+def join_persona(branches: PersonaBranches) -> dict[str, Any]:
     """Merge the three branches into ``{"audio_url", "voice_id", "avatar_id"}``."""
-    branches = _require_dict(branches, "join_persona")
     merged: dict[str, Any] = {}
-    for output in branches.values():
+    for output in branches.root.values():
         if isinstance(output, dict):
             merged.update(output)
     missing = [k for k in ("audio_url", "voice_id", "avatar_id") if not merged.get(k)]
@@ -228,52 +226,49 @@ def join_persona(branches: dict[str, Any]) -> dict[str, Any]:
 # --- talking_video -------------------------------------------------------------------------------
 
 
-@stage_actor(retries=3, time_limit=600.0)
-def speak_text(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=SpeakTextInput, retries=3, time_limit=600.0)
+def speak_text(data: SpeakTextInput) -> dict[str, Any]:
     """Speak ``text`` with the persona's voice; returns ``{"audio_url", "avatar_id"}``."""
-    data = _require_dict(data, "speak_text")
-    persona = data.get("persona")
-    if not isinstance(persona, dict) or not persona.get("voice_id") or not persona.get("avatar_id"):
+    persona = data.persona
+    if persona is None or not persona.voice_id or not persona.avatar_id:
         raise InvalidInput("the persona job's result (voice_id, avatar_id) was not provided")
-    text = str(data.get("text") or "").strip()
+    text = (data.text or "").strip()
     if not text:
         raise InvalidInput("text is required")
-    parse_avatar_id(persona["avatar_id"])  # fail now, not after the speech is made
+    parse_avatar_id(persona.avatar_id)  # fail now, not after the speech is made
     ctx = current_stage()
     ctx.progress(0.1, "Speaking the text")
     with _workdir() as tmp:
-        speech = speak(text, tmp, voice_id=persona["voice_id"])
+        speech = speak(text, tmp, voice_id=persona.voice_id)
         kind = "audio/mpeg" if speech.suffix == ".mp3" else "audio/wav"
         audio = store_output(speech, job_id=ctx.job_id, name=f"speech{speech.suffix}", content_type=kind)
-    return {"audio_url": audio, "avatar_id": persona["avatar_id"]}
+    return {"audio_url": audio, "avatar_id": persona.avatar_id}
 
 
-@stage_actor(retries=3, time_limit=1200.0, max_wait=3600.0)
-def animate_avatar(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=SpeechInput, retries=3, time_limit=1200.0, max_wait=3600.0)
+def animate_avatar(data: SpeechInput) -> dict[str, Any]:
     """Make the avatar say the speech; returns ``{"audio_url", "video_url"}``."""
-    data = _require_dict(data, "animate_avatar")
-    avatar = parse_avatar_id(str(data.get("avatar_id")))
+    avatar = parse_avatar_id(str(data.avatar_id))
     ctx = current_stage()
     ctx.progress(0.05, "Animating the avatar")
-    with _workdir() as tmp, local_copy(data["audio_url"]) as speech:
+    with _workdir() as tmp, local_copy(data.audio_url) as speech:
         video = talking_video_maker().render(avatar, speech, tmp / "talking.mp4")
         info = probe(video)
         if not (info.has_video and info.has_audio):
             raise InvalidMedia("the talking video came out without picture or sound")
         stored = store_output(video, job_id=ctx.job_id, name="talking.mp4", content_type="video/mp4")
-    return {"audio_url": data["audio_url"], "video_url": stored}
+    return {"audio_url": data.audio_url, "video_url": stored}
 
 
 # --- color_grade and roto ------------------------------------------------------------------------
 
 
-@stage_actor(retries=2, time_limit=1800.0)
-def grade_video(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=GradeInput, retries=2, time_limit=1800.0)
+def grade_video(data: GradeInput) -> dict[str, Any]:
     """Grade ``video`` with the named ``preset``; returns ``{"video_url", "preset"}``."""
-    data = _require_dict(data, "grade_video")
-    preset = check_preset(str(data.get("preset") or ""))
+    preset = check_preset(data.preset or "")
     ctx = current_stage()
-    video = stored_input(str(data.get("video") or ""), name="video")
+    video = stored_input(data.video or "", name="video")
     ctx.progress(0.1, f"Grading with the {preset} preset")
     with _workdir() as tmp, local_copy(video) as source:
         check_media(source)
@@ -282,17 +277,16 @@ def grade_video(data: dict[str, Any]) -> dict[str, Any]:
         return {"video_url": stored, "preset": preset}
 
 
-@stage_actor(retries=2, time_limit=1800.0, max_wait=3600.0)
-def roto_video(data: dict[str, Any]) -> dict[str, Any]:
+@stage_actor(input=RotoInput, retries=2, time_limit=1800.0, max_wait=3600.0)
+def roto_video(data: RotoInput) -> dict[str, Any]:
     """Cut the subject out of ``video``; returns ``{"video_url"}`` (the matte) and ``{"mask_url"}`` (PNG)."""
-    data = _require_dict(data, "roto_video")
     ctx = current_stage()
-    video = stored_input(str(data.get("video") or ""), name="video")
+    video = stored_input(data.video or "", name="video")
     ctx.progress(0.05, "Cutting out the subject")
     with _workdir() as tmp, local_copy(video) as source:
         check_media(source)
         matte, mask = roto_provider().matte(
-            source, tmp / "matte.mp4", tmp / "mask.png", data.get("description")
+            source, tmp / "matte.mp4", tmp / "mask.png", data.description
         )
         return {
             "video_url": store_output(matte, job_id=ctx.job_id, name="matte.mp4", content_type="video/mp4"),

@@ -9,9 +9,9 @@ class WordCountInput(BaseModel):
     text: str
 
 
-@stage_actor(retries=2, time_limit=30)
-def split_lines(request: dict) -> list[str]:
-    return [line for line in request["text"].splitlines() if line.strip()]
+@stage_actor(input=WordCountInput, retries=2, time_limit=30)
+def split_lines(request: WordCountInput) -> list[str]:
+    return [line for line in request.text.splitlines() if line.strip()]
 
 
 @stage_actor(retries=2, time_limit=30)

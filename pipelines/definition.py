@@ -23,7 +23,7 @@ import dramatiq
 from pydantic import BaseModel
 
 from actors.providers import CAPABILITIES, unavailable_reason
-from actors.stage import StageDefaults, stage_defaults
+from actors.stage import RetryPolicy, actor_policy
 from conveyor.errors import ConveyorError
 
 StepKind = Literal["stage", "fan_out", "parallel"]
@@ -32,24 +32,6 @@ FailurePolicy = Literal["fail", "tolerate"]
 
 class DefinitionError(ConveyorError):
     """Raised when a pipeline is declared wrongly."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How one step retries: bounded attempts, exponential backoff with jitter, a time limit (all s)."""
-
-    retries: int
-    min_backoff: float
-    max_backoff: float
-    time_limit: float
-    max_wait: float
-
-    @classmethod
-    def for_actor(cls, actor: dramatiq.Actor, **overrides: Any) -> RetryPolicy:
-        base: StageDefaults = stage_defaults(actor)
-        values = {k: getattr(base, k) for k in ("retries", "min_backoff", "max_backoff", "time_limit", "max_wait")}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -86,22 +68,27 @@ def _check_actor(actor: Any) -> dramatiq.Actor:
     return actor
 
 
+def _policy(actor: dramatiq.Actor, settings: dict[str, float | None]) -> RetryPolicy:
+    """The actor's own policy with a step's overrides."""
+    try:
+        return actor_policy(actor).overridden(**settings)
+    except TypeError as exc:
+        raise DefinitionError(f"step {_name_of(actor)!r}: {exc}") from None
+
+
 def stage(
     actor: dramatiq.Actor,
     *,
     name: str | None = None,
     weight: float = 1.0,
-    retries: int | None = None,
-    time_limit: float | None = None,
-    min_backoff: float | None = None,
-    max_backoff: float | None = None,
-    max_wait: float | None = None,
+    **policy: float | None,
 ) -> Step:
-    """One actor run once on the previous step's output."""
+    """One actor run once on the previous step's output.
+
+    ``policy``: :class:`RetryPolicy` settings (``retries``, ``time_limit``...) overriding the actor's own.
+    """
     actor = _check_actor(actor)
-    policy = RetryPolicy.for_actor(actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff,
-                                   max_backoff=max_backoff, max_wait=max_wait)
-    return Step("stage", name or _name_of(actor), (actor,), (), weight, (policy,))
+    return Step("stage", name or _name_of(actor), (actor,), (), weight, (_policy(actor, policy),))
 
 
 def fan_out(
@@ -111,25 +98,21 @@ def fan_out(
     weight: float = 1.0,
     concurrency: int = 8,
     on_failure: FailurePolicy = "fail",
-    retries: int | None = None,
-    time_limit: float | None = None,
-    min_backoff: float | None = None,
-    max_backoff: float | None = None,
-    max_wait: float | None = None,
+    **policy: float | None,
 ) -> Step:
     """One message per element of the previous output (a list), at most ``concurrency`` at once.
 
     ``on_failure="fail"`` fails the job when an item fails after its retries;
     ``"tolerate"`` completes the step, reporting the failed items in the job's ``errors``.
+    ``policy``: :class:`RetryPolicy` settings (``retries``, ``time_limit``...) overriding the actor's own.
     """
     actor = _check_actor(actor)
     if on_failure not in ("fail", "tolerate"):
         raise DefinitionError(f"on_failure must be 'fail' or 'tolerate', not {on_failure!r}")
     if concurrency < 0:
         raise DefinitionError("concurrency must be 0 (no cap) or more")
-    policy = RetryPolicy.for_actor(actor, retries=retries, time_limit=time_limit, min_backoff=min_backoff,
-                                   max_backoff=max_backoff, max_wait=max_wait)
-    return Step("fan_out", name or _name_of(actor), (actor,), (), weight, (policy,), concurrency, on_failure)
+    return Step("fan_out", name or _name_of(actor), (actor,), (), weight, (_policy(actor, policy),), concurrency,
+                on_failure)
 
 
 def parallel(*branches: dramatiq.Actor | Step, name: str = "parallel", weight: float = 1.0) -> Step:

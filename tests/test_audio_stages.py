@@ -113,7 +113,7 @@ def test_lecture_notes_stages_turn_the_sample_into_notes_drawn_from_its_transcri
 def test_a_tolerated_failed_chunk_passes_through_and_is_left_out_of_the_notes(storage):
     rec = Recorder()
     failed = {"error": {"code": "provider_unavailable", "message": "down"}}
-    assert run(stages.summarize_chunk, failed, rec, item=1, total=2) is failed
+    assert run(stages.summarize_chunk, failed, rec, item=1, total=2) == failed
 
     good = run(stages.summarize_chunk, {"index": 0, "total": 2, "text": "An atom is the smallest unit of an "
                                         "element. Atoms bond into molecules."}, rec, item=0, total=2)
