@@ -9,6 +9,7 @@ from typing import Any
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 
+from conveyor.job_shape import JobOut
 from conveyor.statuses import TERMINAL, JobStatus
 from pipelines.jobs import (
     InvalidJobInput,
@@ -27,7 +28,6 @@ from web.schemas import (
     JobAcceptedOut,
     JobIn,
     JobListOut,
-    JobOut,
     JobPath,
     JobRequestHeaders,
     JobsQuery,
