@@ -24,7 +24,9 @@ from typing import Any, BinaryIO
 
 import httpx
 
-TERMINAL = ("completed", "failed", "canceled")
+from conveyor.statuses import TERMINAL
+
+__all__ = ["TERMINAL", "APIError", "Client", "JobTimeout"]
 #: The fewest characters of a job id :meth:`Client.resolve` accepts as a prefix.
 MIN_PREFIX = 8
 #: s; the default time one request may take (event streams have no read timeout).

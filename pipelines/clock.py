@@ -16,8 +16,9 @@ from sqlalchemy import delete, select
 from actors.storage import get_storage, job_folder
 from conveyor.config import settings
 from conveyor.errors import StorageError
+from conveyor.statuses import TERMINAL
 from pipelines.db import transaction
-from pipelines.models import TERMINAL_JOB, Job, StoredFile, utcnow
+from pipelines.models import Job, StoredFile, utcnow
 from pipelines.reconciler import reconcile_once
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def cleanup_expired(*, retention_days: int | None = None) -> CleanupReport:
     report = CleanupReport()
     with transaction() as session:
         job_ids = list(session.scalars(
-            select(Job.id).where(Job.status.in_(TERMINAL_JOB), Job.finished_at < cutoff).limit(CLEANUP_BATCH)))
+            select(Job.id).where(Job.status.in_(TERMINAL), Job.finished_at < cutoff).limit(CLEANUP_BATCH)))
         files = list(session.scalars(select(StoredFile).where(
             (StoredFile.job_id.in_(job_ids)) | ((StoredFile.job_id.is_(None)) & (StoredFile.created_at < cutoff)))))
         for stored in files:

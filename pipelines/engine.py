@@ -14,13 +14,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from actors.errors import ErrorInfo, PollLater
 from conveyor.errors import ConveyorError
+from conveyor.job_shape import ItemCounts, StageSummary
+from conveyor.statuses import JobStatus, StageStatus
 from pipelines import progress, transitions
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox, queue_run, queued_state
@@ -28,7 +30,6 @@ from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job
 from pipelines.models import (
     STEP_ROW,
     JobEvent,
-    JobStatus,
     RunStatus,
     StageRun,
     iso,
@@ -86,27 +87,35 @@ def record_event(session: Session, outbox: Outbox, job: JobRow, kind: str, **dat
     outbox.notify(job.id, kind)
 
 
-def update_summary(job: JobRow, index: int, **changes: Any) -> dict[str, Any]:
+def update_summary(job: JobRow, index: int, **changes: Any) -> StageSummary:
     """Change the job's summary entry of step ``index``; assigns a new list so the JSON column is saved."""
-    stages = [dict(s) for s in job.stages or []]
-    stages[index].update(changes)
+    stages = [s.copy() for s in job.stages or []]
+    stages[index].update(changes)  # type: ignore[typeddict-item]  # the keys are StageSummary's
     job.stages = stages
     return stages[index]
 
 
-def count_item(job: JobRow, index: int, outcome: str) -> dict[str, int]:
+def count_item(job: JobRow, index: int, outcome: Literal["completed", "failed"]) -> ItemCounts:
     """Add one ``completed`` or ``failed`` item to step ``index``'s counts; returns the new counts."""
-    items = dict(job.stages[index]["items"])
+    items = item_counts(job, index).copy()
     items[outcome] += 1
     update_summary(job, index, items=items)
     return items
 
 
-def initial_summary(pipeline: Pipeline) -> list[dict[str, Any]]:
+def item_counts(job: JobRow, index: int) -> ItemCounts:
+    """The item counts of step ``index``, a fan-out or parallel step."""
+    counts = job.stages[index].get("items")
+    assert counts is not None, f"step {index} of {job.pipeline} has no items"
+    return counts
+
+
+def initial_summary(pipeline: Pipeline) -> list[StageSummary]:
+    """The stage summary of a new job: every step pending."""
     return [
-        {"name": step.name, "status": "pending", "progress": 0.0, "attempts": 0,
-         "items": {"total": 0, "completed": 0, "failed": 0} if step.has_items else None,
-         "started_at": None, "finished_at": None, "error": None}
+        StageSummary(name=step.name, status=StageStatus.PENDING, progress=0.0, attempts=0,
+                     items=ItemCounts(total=0, completed=0, failed=0) if step.has_items else None,
+                     started_at=None, finished_at=None, error=None)
         for step in pipeline.steps
     ]
 
@@ -196,9 +205,9 @@ def first_input(job: JobLike) -> Any:
 def requeue_run(job: JobRow, run: StageRun, policy: RetryPolicy, outbox: Outbox, *, delay: float | None = None,
                 ) -> None:
     """Queue a loaded run again (a retry, a wait, a rescue), telling a fan-out item its fan-out's size."""
-    total = (job.stages or [])[run.step].get("items") if run.item != STEP_ROW else None
+    counts = (job.stages or [])[run.step].get("items") if run.item != STEP_ROW else None
     payload = first_input(job) if _input_is_the_jobs(job, run.step, run.item) else run.input
-    queue_run(run, policy, outbox, payload, delay=delay, items_total=(total or {}).get("total"),
+    queue_run(run, policy, outbox, payload, delay=delay, items_total=counts["total"] if counts else None,
               pipeline=job.pipeline)
 
 
@@ -274,7 +283,7 @@ def complete(session: Session, job_id: str, run_id: int, token: str, output: Any
 def _item_done(session: Session, job: JobRow, pipeline: Pipeline, step: Step, index: int) -> Outbox:
     """After an item ended: queue the next waiting one, or join the step when every item has ended."""
     outbox = Outbox()
-    items = job.stages[index]["items"]
+    items = item_counts(job, index)
     if not transitions.items_all_ended(items):
         _queue_waiting_items(session, job, step, index, outbox)
         # Ended items count whole; running items' own progress is added by their progress reports.

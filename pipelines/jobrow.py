@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar, overload
 from sqlalchemy import Row, Table, bindparam, event, select
 from sqlalchemy.orm import Session
 
+from conveyor.job_shape import StageSummary
 from pipelines.models import Job
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
@@ -68,13 +69,13 @@ class JobRow:
     id = Field[str]()
     user_id = Field[str | None]()
     pipeline = Field[str]()
-    status = Field[str]()  #: a :class:`pipelines.models.JobStatus` value
+    status = Field[str]()  #: a :class:`conveyor.statuses.JobStatus` value
     attempt = Field[int]()
     progress = Field[float]()
     step = Field[str | None]()
     eta_seconds = Field[float | None]()
     eta_at = Field[datetime | None]()
-    stages = Field[list[dict[str, Any]]]()
+    stages = Field[list[StageSummary]]()  #: JSON; the typing costs nothing at run time
     input = Field[Any]()
     resolved_input = Field[Any]()
     result = Field[Any]()

@@ -21,13 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from conveyor.errors import FileNotFound, IdempotencyConflict, InvalidJobInput, JobConflict, JobNotFound
+from conveyor.statuses import JobStatus
 from pipelines import engine
 from pipelines.db import autocommit, transaction
 from pipelines.definition import get_pipeline
 from pipelines.dispatch import send
 from pipelines.files import media_cap_errors
 from pipelines.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
-from pipelines.models import Job, JobStatus, iso
+from pipelines.models import Job, iso
 from pipelines.progress import remaining_eta
 from pipelines.results import resolve_file_references
 from pipelines.urls import url_errors, webhook_url_errors
@@ -46,7 +47,11 @@ _READ_JOBS = select(JOBS).where(JOBS.c.id.in_(bindparam("job_ids", expanding=Tru
 
 
 def serialize(job: JobLike) -> dict[str, Any]:
-    """The job object of the REST contract."""
+    """The job object of the REST contract: the fields of :class:`conveyor.job_shape.JobOut`, in its order.
+
+    Built as a dict, not validated through the model on each read: a read answers what the row holds
+    (``tests/web/test_job_shape.py`` holds the two to the same fields).
+    """
     return {
         "id": job.id, "pipeline": job.pipeline, "status": job.status, "progress": round(job.progress or 0.0, 2),
         "step": job.step, "eta_seconds": remaining_eta(job), "stages": job.stages or [],

@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from conveyor.statuses import JobStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
@@ -35,16 +37,6 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-class JobStatus(StrEnum):
-    """A job's status; reads the same in the database, JSON and events."""
-
-    PENDING = "pending"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-
 class RunStatus(StrEnum):
     """A stage run's status. ``waiting`` = created, its message not sent yet (fan-out beyond the cap)."""
 
@@ -56,7 +48,6 @@ class RunStatus(StrEnum):
     CANCELED = "canceled"
 
 
-TERMINAL_JOB = (JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELED.value)
 TERMINAL_RUN = (RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELED.value)
 
 #: The row of a step itself; item rows of a fan-out or parallel step count from 0.

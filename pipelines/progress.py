@@ -18,10 +18,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from conveyor.statuses import JobStatus
 from pipelines.definition import Pipeline
 from pipelines.dispatch import Outbox
 from pipelines.jobrow import JobLike, JobRow
-from pipelines.models import STEP_ROW, Job, JobStatus, RunStatus, StageRun, utcnow
+from pipelines.models import STEP_ROW, Job, RunStatus, StageRun, utcnow
 
 #: s; how long past step durations are cached per pipeline.
 HISTORY_TTL = 60.0
@@ -40,7 +41,8 @@ _history_lock = threading.Lock()
 def step_fraction(session: Session, job: JobRow, pipeline: Pipeline, index: int) -> float:
     """The progress (0–1) of step ``index`` from its runs."""
     if pipeline.steps[index].has_items:
-        total = (job.stages or [])[index].get("items", {}).get("total") or 0
+        counts = (job.stages or [])[index].get("items")
+        total = counts["total"] if counts else 0
         if not total:
             return 0.0
         done = session.scalar(
@@ -219,7 +221,7 @@ def estimate_eta(session: Session, job: JobRow, pipeline: Pipeline, index: int, 
         history = sized_history(past_rates(session, pipeline.name), job_size(session, job.id), steps, index)
     if history is None:
         history = history_of(past_durations(session, pipeline.name), steps, index)
-    step_started = parse_iso((job.stages or [{}] * (index + 1))[index].get("started_at"))
+    step_started = parse_iso(job.stages[index].get("started_at") if job.stages else None)
     start = 100.0 * pipeline.weight_before(index) / pipeline.total_weight
     return eta_from(job.progress or 0.0, start, step_started, utcnow(), history, fraction)
 
@@ -233,7 +235,7 @@ def update_job_progress(
     fraction = min(1.0, max(0.0, fraction))
     weighted = (pipeline.weight_before(index) + pipeline.steps[index].weight * fraction) / pipeline.total_weight
     job.progress = round(max(job.progress or 0.0, 100.0 * weighted), 2)
-    stages = [dict(s) for s in job.stages or []]
+    stages = [s.copy() for s in job.stages or []]
     if index < len(stages):
         stages[index]["progress"] = round(max(stages[index].get("progress") or 0.0, 100.0 * fraction), 2)
         job.stages = stages

@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select
 
+from conveyor.statuses import JobStatus
 from pipelines.handoff import Applied
 from pipelines.jobrow import JOBS
-from pipelines.models import STEP_ROW, JobEvent, JobStatus, RunStatus, StageRun, iso, utcnow
+from pipelines.models import STEP_ROW, JobEvent, RunStatus, StageRun, iso, utcnow
 from pipelines.progress import eta_from, parse_iso
 
 RUNS: Table = StageRun.__table__  # type: ignore[assignment]

@@ -19,6 +19,7 @@ from dramatiq.middleware import Middleware
 from sqlalchemy import func, select
 
 from actors.broker import current_broker, redis_client
+from conveyor.statuses import JobStatus
 from pipelines.db import get_engine, transaction
 from pipelines.models import Job
 
@@ -138,7 +139,7 @@ def job_counts(*, user_id: str | None) -> dict[str, Any]:
     query = select(Job.pipeline, Job.status, func.count()).group_by(Job.pipeline, Job.status)
     if user_id is not None:
         query = query.where(Job.user_id == user_id)
-    by_status: dict[str, int] = {s: 0 for s in ("pending", "processing", "completed", "failed", "canceled")}
+    by_status: dict[str, int] = {s.value: 0 for s in JobStatus}
     by_pipeline: dict[str, dict[str, int]] = {}
     with transaction() as session:
         for pipeline, status, count in session.execute(query):

@@ -28,6 +28,7 @@ from actors.errors import JobCanceled, PollLater, classify
 from actors.stage import StageFailure
 from conveyor.config import settings
 from conveyor.logs import bind_stage, clear_stage
+from conveyor.statuses import JobStatus
 from pipelines import engine, pgstore, progress, sqlitestore
 from pipelines.db import autocommit, transaction, while_unreachable
 from pipelines.dispatch import (
@@ -43,7 +44,7 @@ from pipelines.dispatch import (
 from pipelines.groupcommit import GroupCommit
 from pipelines.handoff import StageEnd, outbox_for, plan_end
 from pipelines.jobrow import lock_job, write_and_forget
-from pipelines.models import JobStatus, RunStatus, StageRun, utcnow
+from pipelines.models import RunStatus, StageRun, utcnow
 from pipelines.writer import EndWriter
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from actors.errors import ErrorInfo
+from conveyor.job_shape import ItemCounts, StageSummary
+from conveyor.statuses import StageStatus
 from pipelines.definition import RetryPolicy
 
 
@@ -88,7 +89,7 @@ def item_failure_fails_the_step(item: int, on_failure: str) -> bool:
     return item < 0 or on_failure != "tolerate"
 
 
-def items_all_ended(items: dict[str, int]) -> bool:
+def items_all_ended(items: ItemCounts) -> bool:
     """Whether every item of a fan-out or parallel step has ended (the step joins)."""
     return items["completed"] + items["failed"] >= items["total"]
 
@@ -105,15 +106,17 @@ def resume_point(step_statuses: Sequence[str | None]) -> int:
     return len(step_statuses)
 
 
-def canceled_summary(stages: list[dict[str, Any]], now: str | None) -> list[dict[str, Any]]:
+def canceled_summary(stages: list[StageSummary], now: str | None) -> list[StageSummary]:
     """The stage summary after a cancel: every unfinished step ``canceled`` (a running one ends ``now``)."""
-    return [{**s, "status": "canceled", "finished_at": now if s["status"] == "processing" else None}
-            if s["status"] in ("pending", "processing") else s for s in stages]
+    return [{**s, "status": StageStatus.CANCELED,
+             "finished_at": now if s["status"] == StageStatus.PROCESSING else None}
+            if s["status"] in (StageStatus.PENDING, StageStatus.PROCESSING) else s for s in stages]
 
 
-def reopened_summary(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def reopened_summary(stages: list[StageSummary]) -> list[StageSummary]:
     """The stage summary of a resumed job: steps a cancel closed before they ran are pending again."""
-    return [{**s, "status": "pending", "finished_at": None} if s["status"] == "canceled" else s for s in stages]
+    return [{**s, "status": StageStatus.PENDING, "finished_at": None} if s["status"] == StageStatus.CANCELED else s
+            for s in stages]
 
 
 def items_to_queue(statuses: Sequence[str], cap: int) -> list[int]:

@@ -21,11 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from actors.webhooks import deliver_webhook, webhook_secret
+from conveyor.statuses import TERMINAL, JobStatus
 from pipelines.db import transaction
 from pipelines.dispatch import Outbox
 from pipelines.jobrow import JobRow, lock_job
 from pipelines.jobs import serialize
-from pipelines.models import TERMINAL_JOB, Job, JobStatus, iso, utcnow
+from pipelines.models import Job, iso, utcnow
 
 __all__ = ["WebhookOutcomes", "queue_delivery", "record_delivery", "unseen_finished_jobs", "webhook_secret"]
 
@@ -108,7 +109,7 @@ def unseen_finished_jobs(*, user_id: str | None, mark_seen: bool = True,
     """The user's finished jobs not listed here before, oldest first; listing marks them seen."""
     with transaction() as session:
         jobs = list(session.scalars(
-            select(Job).where(Job.user_id == user_id, Job.status.in_(TERMINAL_JOB), Job.notified_at.is_(None))
+            select(Job).where(Job.user_id == user_id, Job.status.in_(TERMINAL), Job.notified_at.is_(None))
             .order_by(Job.finished_at, Job.id).limit(max(1, min(MAX_NOTIFICATIONS, limit)))
         ))
         if mark_seen and jobs:

@@ -17,9 +17,9 @@ import dramatiq
 import pytest
 
 from conveyor.config import configure, load_settings
+from conveyor.statuses import TERMINAL
 
 IN_CI = os.environ.get("CI") == "true"
-TERMINAL = ("completed", "failed", "canceled")
 
 
 def require_service(url: str, name: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from conveyor.statuses import TERMINAL
 from pipelines.db import transaction
 from pipelines.jobs import get_job, start_job
 from pipelines.models import JobEvent, StageRun
@@ -64,7 +65,7 @@ def test_progress_is_reported_with_a_step_text_and_never_decreases(stub_worker):
     while True:
         current = get_job(job["id"])
         seen.append(current["progress"])
-        if current["status"] in ("completed", "failed", "canceled"):
+        if current["status"] in TERMINAL:
             break
         if current["step"] and current["step"].startswith("Working on item"):
             assert current["stages"][1]["status"] == "processing"

@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from conveyor.client import TERMINAL, APIError, Client
+from conveyor.client import APIError, Client
 from conveyor.config import client_settings
 from conveyor.render import readable
+from conveyor.statuses import TERMINAL
 
 #: The JSON Schema ``format`` of a file input (as :data:`pipelines.inputs.FILE_FORMAT`).
 FILE_FORMAT = "conveyor-file"

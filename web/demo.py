@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from conveyor.render import notes_markdown
+from conveyor.statuses import TERMINAL
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "lecture.mp3"
-TERMINAL = ("completed", "failed", "canceled")
 
 
 def run_demo(*, threads: int, sample: Path = SAMPLE) -> int:

@@ -9,6 +9,8 @@ from typing import Any
 from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 
+from conveyor.job_shape import JobOut
+from conveyor.statuses import TERMINAL, JobStatus
 from pipelines.jobs import (
     InvalidJobInput,
     cancel_job,
@@ -18,7 +20,6 @@ from pipelines.jobs import (
     retry_job,
     start_job,
 )
-from pipelines.models import TERMINAL_JOB
 from web.auth import STREAM_GRANT_SECONDS, current_user_id, grant_for
 from web.errors import more_field_errors
 from web.ratelimit import check_job_rate
@@ -27,7 +28,6 @@ from web.schemas import (
     JobAcceptedOut,
     JobIn,
     JobListOut,
-    JobOut,
     JobPath,
     JobRequestHeaders,
     JobsQuery,
@@ -44,7 +44,7 @@ bp = APIBlueprint("jobs", __name__, url_prefix="/api/jobs", abp_tags=[Tag(name="
 def poll_after(job: dict[str, Any]) -> int:
     """Seconds a poller should wait before asking again about an unfinished job."""
     eta = job.get("eta_seconds")
-    if job["status"] == "pending" or eta is None:
+    if job["status"] == JobStatus.PENDING or eta is None:
         return 2
     return 1 if eta < 10 else (2 if eta < 120 else 5)
 
@@ -63,7 +63,7 @@ def job_response(job: dict[str, Any], status: int = 200, *, conditional: bool = 
         response = current_app.response_class(body, status=status, mimetype="application/json")
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, no-cache"
-    if job["status"] not in TERMINAL_JOB:
+    if job["status"] not in TERMINAL:
         response.headers["Retry-After"] = str(poll_after(job))
     return response
 

@@ -1,4 +1,8 @@
-"""Request and response models of the REST API; the OpenAPI description is generated from them."""
+"""Request and response models of the REST API; the OpenAPI description is generated from them.
+
+The job object itself, :class:`~conveyor.job_shape.JobOut`, is declared with the stage summary it holds
+in :mod:`conveyor.job_shape`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatusName = Literal["pending", "processing", "completed", "failed", "canceled"]
+from conveyor.job_shape import JobOut
+from conveyor.statuses import JobStatus
 
 
 class ProblemOut(BaseModel):
@@ -35,64 +40,6 @@ class JobIn(BaseModel):
     metadata: Any = Field(None, description="Any JSON you want kept beside the job (e.g. `{\"person_name\": "
                                             "\"Ada\"}`), returned unchanged; at most 4096 bytes as compact JSON. "
                                             "List jobs by a string value of it with `?metadata.<key>=<value>`.")
-
-
-class StageOut(BaseModel):
-    name: str
-    status: str
-    progress: float
-    attempts: int
-    items: dict[str, int] | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    error: dict[str, Any] | None = None
-
-
-class WebhookDeliveryOut(BaseModel):
-    """Where the finished job's webhook delivery stands."""
-
-    id: str = Field(description="The `webhook-id` header the receiver got.")
-    status: Literal["pending", "retrying", "delivered", "failed"]
-    attempts: int = Field(description="Attempts made so far.")
-    response: int | None = Field(description="The HTTP status of the last failed attempt, if it was answered.")
-    error: str | None = Field(description="Why the last attempt failed.")
-    updated_at: str
-
-
-class WarningOut(BaseModel):
-    """Something a stage could not do as asked; the job went on without it."""
-
-    code: str = Field(description="e.g. `no_face_found`, `weak_subject_mask`, `storyboard_fallback`.")
-    message: str = Field(description="What happened and what was done instead, for people.")
-    stage: str = Field(description="The stage that said so.")
-
-
-class JobOut(BaseModel):
-    """A job."""
-
-    id: str
-    pipeline: str
-    status: JobStatusName
-    progress: float = Field(description="0–100; never decreases during one attempt.")
-    step: str | None = Field(description="What the job is doing, for people.")
-    eta_seconds: float | None
-    stages: list[StageOut]
-    input: dict[str, Any] | None
-    result: dict[str, Any] | None
-    errors: list[dict[str, Any]] = Field(description="Item failures the pipeline tolerated.")
-    error: dict[str, Any] | None = Field(description="`{stage, code, message}` of a failed job.")
-    warnings: list[WarningOut] = Field(
-        default_factory=list, description="What a stage could not do as asked (a photo with no face found); "
-                                          "the job went on, and may still complete.")
-    metadata: Any = Field(None, description="The request's `metadata`, unchanged; null when none was given.")
-    project_id: str | None
-    attempt: int
-    webhook: WebhookDeliveryOut | None = Field(
-        description="The webhook delivery of a finished job that named a `webhook_url`; null otherwise.")
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    updated_at: str
 
 
 class JobAcceptedOut(JobOut):
@@ -126,7 +73,7 @@ class JobPath(BaseModel):
 
 class JobsQuery(BaseModel):
     pipeline: str | None = None
-    status: JobStatusName | None = None
+    status: JobStatus | None = None
     project_id: str | None = None
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200,

@@ -23,9 +23,9 @@ from flask import Response, stream_with_context
 from flask_openapi3 import APIBlueprint, Tag
 
 from conveyor.errors import JobNotFound
+from conveyor.statuses import TERMINAL
 from pipelines import streams
 from pipelines.jobs import get_job, get_jobs
-from pipelines.models import TERMINAL_JOB
 from web.auth import current_user_id
 from web.schemas import JobPath, ProblemOut
 
@@ -192,7 +192,7 @@ def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> It
         last = snapshot_of(get_job(job_id, user_id=user_id))
         yield f"retry: {RECONNECT_MS}\n" + sse("status", last)
         written = time.monotonic()
-        if last.job["status"] in TERMINAL_JOB:
+        if last.job["status"] in TERMINAL:
             return
         for notice in notices:
             if _closing.is_set():
@@ -209,7 +209,7 @@ def _stream(job_id: str, user_id: str, keep_alive: float, deadline: float) -> It
                 if current.data != last.data or kind != "progress":
                     yield sse(kind, current)
                     last, written = current, time.monotonic()
-                if status in TERMINAL_JOB:
+                if status in TERMINAL:
                     return
             # Silence on the wire, not between notices: notices that change nothing write nothing, and
             # a client that left is only noticed when its stream is written to.

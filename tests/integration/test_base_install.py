@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from actors.providers import LOCAL_MODULES
+from conveyor.statuses import TERMINAL
 from tests.emulator.openai_api import openai_blueprint
 from tests.emulator.server import start_emulator
 from tests.support import stop_process_group, wait_until_healthy
@@ -107,8 +108,7 @@ def test_a_base_install_serves_the_api_and_runs_a_cloud_pipeline(tmp_path):
         assert created.status_code == 202, created.text
         job_url = base + created.headers["Location"]
         deadline = time.monotonic() + JOB_TIMEOUT
-        while (job := httpx.get(job_url, headers=headers, timeout=10).json())["status"] not in (
-                "completed", "failed", "canceled"):
+        while (job := httpx.get(job_url, headers=headers, timeout=10).json())["status"] not in TERMINAL:
             assert time.monotonic() < deadline, (job, log_path.read_text()[-3000:])
             time.sleep(0.3)
         assert job["status"] == "completed", (job, log_path.read_text()[-3000:])

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from actors.ffmpeg import probe, run_ffmpeg
+from conveyor.statuses import TERMINAL
 from pipelines.users import create_user
 from tests.integration.workers import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = ("completed", "failed", "canceled")
 SCRIPT = ("A lighthouse keeper climbs the stairs at dusk. The lamp is lit and turns slowly over the sea.\n\n"
           "A small boat finds its way home through the fog, guided by the beam.")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conveyor.statuses import TERMINAL
 from tests.support import stop_process_group, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +49,7 @@ def test_honcho_start_serves_the_api_and_a_separate_worker_finishes_jobs(tmp_pat
                              headers=headers, timeout=10)
         assert created.status_code == 202, created.text
         job_url = base + created.headers["Location"]
-        while (job := httpx.get(job_url, headers=headers, timeout=10).json())["status"] not in (
-                "completed", "failed", "canceled"):
+        while (job := httpx.get(job_url, headers=headers, timeout=10).json())["status"] not in TERMINAL:
             assert time.monotonic() < deadline, job
             time.sleep(0.3)
         assert job["status"] == "completed", job

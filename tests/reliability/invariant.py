@@ -16,10 +16,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from conveyor.statuses import TERMINAL
 from pipelines.db import transaction
 from pipelines.definition import get_pipeline
 from pipelines.jobs import get_job
-from pipelines.models import TERMINAL_JOB, TERMINAL_RUN, JobEvent, StageRun
+from pipelines.models import TERMINAL_RUN, JobEvent, StageRun
 from tests.reliability.faulty import EXECUTIONS_ENV
 
 
@@ -74,7 +75,7 @@ def assert_invariant(job_id: str, *, status: str, reruns_allowed: bool = False,
     assert job["status"] == status, f"job {job_id} is {job['status']}, expected {status}: {job}"
 
     events = job_events(job_id)
-    terminal = [i for i, e in enumerate(events) if e.kind == "status" and e.data.get("status") in TERMINAL_JOB]
+    terminal = [i for i, e in enumerate(events) if e.kind == "status" and e.data.get("status") in TERMINAL]
     assert len(terminal) == job["attempt"], f"{len(terminal)} terminal events for {job['attempt']} attempt(s)"
     assert events[terminal[-1]].data["status"] == status
     late = [e.data for e in events[terminal[-1] + 1:]]
