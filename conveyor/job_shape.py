@@ -25,7 +25,7 @@ class ItemCounts(TypedDict):
 
 # A TypedDict, not a model: the hand-off path (pipelines.sqlitestore, and the same in PL/pgSQL) changes
 # these entries at every stage's end as plain JSON; a TypedDict types them at no cost there.
-class StageSummary(TypedDict):
+class StageOut(TypedDict):
     """One step of the job: its status, progress (0–100), attempts and, for a step with items, their counts."""
 
     name: str
@@ -66,7 +66,7 @@ class JobOut(BaseModel):
     progress: float = Field(description="0–100; never decreases during one attempt.")
     step: str | None = Field(description="What the job is doing, for people.")
     eta_seconds: float | None
-    stages: list[StageSummary]
+    stages: list[StageOut]
     input: dict[str, Any] | None
     result: dict[str, Any] | None
     errors: list[dict[str, Any]] = Field(description="Item failures the pipeline tolerated.")

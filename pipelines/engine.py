@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from actors.errors import ErrorInfo, PollLater
 from conveyor.errors import ConveyorError
-from conveyor.job_shape import ItemCounts, StageSummary
+from conveyor.job_shape import ItemCounts, StageOut
 from conveyor.statuses import JobStatus, StageStatus
 from pipelines import progress, transitions
 from pipelines.definition import Pipeline, RetryPolicy, Step, get_pipeline
@@ -87,10 +87,10 @@ def record_event(session: Session, outbox: Outbox, job: JobRow, kind: str, **dat
     outbox.notify(job.id, kind)
 
 
-def update_summary(job: JobRow, index: int, **changes: Any) -> StageSummary:
+def update_summary(job: JobRow, index: int, **changes: Any) -> StageOut:
     """Change the job's summary entry of step ``index``; assigns a new list so the JSON column is saved."""
     stages = [s.copy() for s in job.stages or []]
-    stages[index].update(changes)  # type: ignore[typeddict-item]  # the keys are StageSummary's
+    stages[index].update(changes)  # type: ignore[typeddict-item]  # the keys are StageOut's
     job.stages = stages
     return stages[index]
 
@@ -110,10 +110,10 @@ def item_counts(job: JobRow, index: int) -> ItemCounts:
     return counts
 
 
-def initial_summary(pipeline: Pipeline) -> list[StageSummary]:
+def initial_summary(pipeline: Pipeline) -> list[StageOut]:
     """The stage summary of a new job: every step pending."""
     return [
-        StageSummary(name=step.name, status=StageStatus.PENDING, progress=0.0, attempts=0,
+        StageOut(name=step.name, status=StageStatus.PENDING, progress=0.0, attempts=0,
                      items=ItemCounts(total=0, completed=0, failed=0) if step.has_items else None,
                      started_at=None, finished_at=None, error=None)
         for step in pipeline.steps

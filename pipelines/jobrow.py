@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar, overload
 from sqlalchemy import Row, Table, bindparam, event, select
 from sqlalchemy.orm import Session
 
-from conveyor.job_shape import StageSummary
+from conveyor.job_shape import StageOut
 from pipelines.models import Job
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
@@ -75,7 +75,7 @@ class JobRow:
     step = Field[str | None]()
     eta_seconds = Field[float | None]()
     eta_at = Field[datetime | None]()
-    stages = Field[list[StageSummary]]()  #: JSON; the typing costs nothing at run time
+    stages = Field[list[StageOut]]()  #: JSON; the typing costs nothing at run time
     input = Field[Any]()
     resolved_input = Field[Any]()
     result = Field[Any]()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from actors.errors import ErrorInfo
-from conveyor.job_shape import ItemCounts, StageSummary
+from conveyor.job_shape import ItemCounts, StageOut
 from conveyor.statuses import StageStatus
 from pipelines.definition import RetryPolicy
 
@@ -106,14 +106,14 @@ def resume_point(step_statuses: Sequence[str | None]) -> int:
     return len(step_statuses)
 
 
-def canceled_summary(stages: list[StageSummary], now: str | None) -> list[StageSummary]:
+def canceled_summary(stages: list[StageOut], now: str | None) -> list[StageOut]:
     """The stage summary after a cancel: every unfinished step ``canceled`` (a running one ends ``now``)."""
     return [{**s, "status": StageStatus.CANCELED,
              "finished_at": now if s["status"] == StageStatus.PROCESSING else None}
             if s["status"] in (StageStatus.PENDING, StageStatus.PROCESSING) else s for s in stages]
 
 
-def reopened_summary(stages: list[StageSummary]) -> list[StageSummary]:
+def reopened_summary(stages: list[StageOut]) -> list[StageOut]:
     """The stage summary of a resumed job: steps a cancel closed before they ran are pending again."""
     return [{**s, "status": StageStatus.PENDING, "finished_at": None} if s["status"] == StageStatus.CANCELED else s
             for s in stages]

@@ -9,7 +9,7 @@ import conveyor.client
 import pipelines.models
 import tests.support
 from conveyor import statuses
-from conveyor.job_shape import JobOut, StageSummary
+from conveyor.job_shape import JobOut, StageOut
 from tests.support import wait_for_job
 from tests.web.conftest import submit
 
@@ -46,7 +46,7 @@ def test_the_api_answers_a_job_of_the_declared_shape(client, auth, stub_worker):
     created = submit(client, auth, input={"items": 3})
     wait_for_job(created["id"])
     done = client.get(f"/api/jobs/{created['id']}", headers=auth).get_json()
-    stages = TypeAdapter(list[StageSummary])
+    stages = TypeAdapter(list[StageOut])
     for job in (created, done):
         assert list(job) == list(JobOut.model_fields) == JOB_FIELDS
         assert JobOut.model_validate(job).model_dump(mode="json") == job
