@@ -17,6 +17,7 @@ the tests) a revocation clears the revoking process's cache only.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import logging
@@ -149,6 +150,8 @@ class _RevocationListener:
         self.subscribed = threading.Event()
         self._started = False
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def caching_allowed(self) -> bool:
         """Whether this process may trust its cache: Redis revocations are heard, or there is no Redis."""
@@ -163,15 +166,25 @@ class _RevocationListener:
             if self._started:
                 return
             self._started = True
-        threading.Thread(target=self._run, args=(client,), name="conveyor-revocations", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, args=(client,), name="conveyor-revocations", daemon=True)
+        self._thread.start()
+        # Before the embedded Redis decides at exit whether others still use it (exit hooks run last
+        # registered first): a listener that reconnected would keep that server running.
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        """Stop listening and close the channel's connection (at process exit)."""
+        self._stopping.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
 
     def _run(self, client: Any) -> None:
-        while True:
+        while not self._stopping.is_set():
             pubsub = client.pubsub()
             try:
                 pubsub.subscribe(REVOKED_CHANNEL)
                 last_ping = time.monotonic()
-                while True:
+                while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         if message["type"] == "subscribe":
@@ -185,9 +198,10 @@ class _RevocationListener:
             except Exception:
                 self.subscribed.clear()
                 forget_cached_tokens()
-                logger.warning("Lost the token revocation channel; not caching tokens until it is back",
-                               exc_info=True)
-                time.sleep(1.0)
+                if not self._stopping.is_set():
+                    logger.warning("Lost the token revocation channel; not caching tokens until it is back",
+                                   exc_info=True)
+                    self._stopping.wait(1.0)
             finally:
                 try:
                     pubsub.close()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Iterable
 from types import ModuleType
 
@@ -56,6 +58,10 @@ def setup(broker: dramatiq.Broker | None = None) -> dramatiq.Broker:
     quiet_expected_warnings()
     broker = broker if broker is not None else create_broker(config)
     install_middleware(broker, metrics=config.worker_metrics)
+    if config.pipeline_modules and os.getcwd() not in sys.path and "" not in sys.path:
+        # A developer's module sits in the project folder: found there by `conveyor dev` and `demo` as
+        # by `dramatiq` and gunicorn, which put the working folder on the path themselves.
+        sys.path.insert(0, os.getcwd())
     modules = [importlib.import_module(name) for name in (*BUILTIN_PIPELINE_MODULES, *config.pipeline_modules)]
     registry = Registry(collect_pipelines(modules))
     use_registry(registry)
