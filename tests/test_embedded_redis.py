@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dev_server import isolated_env, redis_servers_under, stop_embedded_redis
+from scripts.dev_server import isolated_env, redis_servers_under, stop_embedded_redis
 
 ROOT = Path(__file__).resolve().parents[1]
 

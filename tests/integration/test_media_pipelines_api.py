@@ -10,7 +10,7 @@ import pytest
 
 from actors.ffmpeg import probe, run_ffmpeg
 from pipelines.users import create_user
-from tests.integration.workers import WorkerProcess
+from tests.support.workers import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("completed", "failed", "canceled")

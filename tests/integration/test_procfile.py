@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import stop_process_group, wait_until_healthy
+from tests.support.processes import stop_process_group, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,7 +21,7 @@ import pytest
 import redis
 from dramatiq.message import Message
 
-from tests.support import IN_CI
+from tests.support.services import IN_CI
 
 #: An opt-in for restarting the machine's PostgreSQL outside CI (it disturbs everything else using it).
 RESTART_POSTGRES_FLAG = "CONVEYOR_TEST_RESTART_POSTGRES"

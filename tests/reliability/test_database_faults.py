@@ -8,7 +8,7 @@ from pipelines.db import dispose_all
 from pipelines.jobs import start_job
 from tests.reliability.invariant import assert_invariant, executions
 from tests.reliability.services import require_postgres_restart, restart_postgres, wait_until
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 def test_jobs_finish_when_postgresql_restarts_mid_job(start_worker, measure):
