@@ -23,7 +23,7 @@ from actors.storage import get_storage, key_of, local_copy, new_key, ref
 from actors.subtitles import MAX_CUE_SECONDS, MAX_LINE_CHARS, cues_for, render
 from conveyor.config import configure, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "lecture.mp3"
 
 

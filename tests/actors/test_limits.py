@@ -21,7 +21,7 @@ from actors.limits import DEFAULT_LIMIT, KEY_PREFIX, limit_for, provider_slot
 from conveyor import config
 from tests.support.services import LIMITS_REDIS_URL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
