@@ -22,7 +22,7 @@ def test_the_own_pipeline_block_is_the_example_module_the_suite_runs():
     docstring = ast.get_docstring(ast.parse(module))
     assert docstring is not None
     without_docstring = body.split('"""', 2)[2].lstrip("\n")
-    assert block == without_docstring  # and tests/test_example_pipeline.py runs that module end to end
+    assert block == without_docstring  # and tests/pipelines/test_example_pipeline.py runs that module end to end
 
 
 @pytest.mark.slow
