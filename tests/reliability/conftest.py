@@ -116,4 +116,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(line)
 
 
-from tests.reliability.services import private_redis  # noqa: E402,F401 - a fixture
+from tests.reliability.fault_injection import private_redis  # noqa: E402,F401 - a fixture

@@ -10,10 +10,11 @@ import redis
 from dramatiq.message import Message
 
 from pipelines.jobs import start_job
+from tests.reliability.fault_injection import broker_redis, push_raw, queue_keys
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
-from tests.reliability.services import broker_redis, push_raw, queue_keys, wait_until
 from tests.support.jobs import wait_for_job
 from tests.support.services import RELIABILITY_REDIS_URL
+from tests.support.waiting import wait_until
 
 #: One message at a time per worker process: the next one waits in Redis, where a flush or restart loses it.
 ONE_AT_A_TIME = {"dramatiq_queue_prefetch": "1"}

@@ -9,9 +9,9 @@ import redis
 
 from conveyor.errors import JobConflict
 from pipelines.jobs import retry_job, start_job
+from tests.reliability.fault_injection import duplicate, queue_keys
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
-from tests.reliability.services import duplicate, queue_keys
 from tests.support.jobs import wait_for_job
 from tests.support.services import RELIABILITY_REDIS_URL
 

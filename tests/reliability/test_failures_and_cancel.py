@@ -10,11 +10,12 @@ import redis
 from pipelines.db import transaction
 from pipelines.jobs import cancel_job, start_job
 from pipelines.models import Job
+from tests.reliability.fault_injection import resend, stored_body
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, job_events, stage_runs
-from tests.reliability.services import resend, stored_body, wait_until
 from tests.support.jobs import wait_for_job
 from tests.support.services import CANARY_KEY, RELIABILITY_REDIS_URL
+from tests.support.waiting import wait_until
 
 #: What the failing provider answers: its body repeats the caller's key, which must not reach the job.
 LEAKY_503 = {"error": f"upstream unavailable for key {CANARY_KEY}"}

@@ -9,8 +9,8 @@ import pytest
 from pipelines.jobs import start_job
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
-from tests.reliability.services import wait_until
 from tests.support.jobs import wait_for_job
+from tests.support.waiting import wait_until
 
 
 def _starts(job_id: str, stage: str) -> list[dict]:

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import dramatiq
 import pytest
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float = 20.0, what: str = "the condition") -> None:
-    """Return once ``condition()`` is true; fail the test after ``timeout`` s."""
+def wait_until(condition: Callable[[], Any], *, timeout: float = 20.0, what: str = "the condition",
+               interval: float = 0.01) -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout} s")
-        time.sleep(0.005)
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
 
 
 def unacknowledged(broker: dramatiq.Broker) -> dict[str, int]:
