@@ -37,8 +37,11 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(VENV)/bin/mypy
 
+# Two processes (pytest-xdist); the tests that share a Redis database carry one xdist_group and run
+# in one of them. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
 test-unit: $(INSTALLED)
-	$(PY) -m pytest tests --ignore=tests/integration --ignore=tests/reliability -q
+	$(PY) -m pytest tests --ignore=tests/integration --ignore=tests/reliability -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Real Redis and PostgreSQL, real worker processes. Each folder sets up its own services and broker
 # for its own tests, so `pytest tests` runs the whole suite in one process too; CI runs them apart

@@ -6,7 +6,7 @@ run whose worker or message was lost leads to, what a failed fan-out item does t
 resumed job starts again, and how a cancel or a resume changes the stage summary. Each takes plain
 values and returns a decision; :mod:`pipelines.engine` applies it under the job's row lock (through
 the SQLAlchemy session, the same code on PostgreSQL and SQLite). No database, no clock, no randomness
-that is not passed in, so every branch is tested without a store (``tests/test_transitions.py``).
+that is not passed in, so every branch is tested without a store (``tests/pipelines/test_transitions.py``).
 """
 
 from __future__ import annotations

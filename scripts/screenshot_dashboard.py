@@ -17,9 +17,9 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "dashboard.png"
-sys.path.insert(0, str(ROOT))  # the dev-server helper lives in tests/, which is not installed
+sys.path.insert(0, str(ROOT))  # scripts/ is not installed
 
-from tests.dev_server import DevServerFailed, dev_server  # noqa: E402
+from scripts.dev_server import DevServerFailed, dev_server  # noqa: E402
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ os.environ.setdefault("CONVEYOR_RECONCILE_INTERVAL", "0.5")
 
 import pytest  # noqa: E402
 
-from tests.support import *  # noqa: E402,F401,F403 - shared fixtures
+from tests.support.fixtures import db, db_template, stub_broker, stub_worker  # noqa: E402,F401 - fixtures
 
 
 @pytest.fixture(scope="session", autouse=True)

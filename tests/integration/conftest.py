@@ -7,15 +7,13 @@ CI=true it fails them. ``make test-integration`` runs this folder alone.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.services import RunServices
+from tests.support.services import INTEGRATION_REDIS_URL, RunServices
 
-REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-SERVICES = RunServices(REDIS_URL, "conveyor_it")
+SERVICES = RunServices(INTEGRATION_REDIS_URL, "conveyor_it")
 DATABASE_URL = SERVICES.database_url
 
 

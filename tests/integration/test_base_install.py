@@ -23,7 +23,7 @@ from actors.providers import LOCAL_MODULES
 from conveyor.statuses import TERMINAL
 from tests.emulator.openai_api import openai_blueprint
 from tests.emulator.server import start_emulator
-from tests.support import stop_process_group, wait_until_healthy
+from tests.support.processes import stop_process_group, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "lecture.mp3"

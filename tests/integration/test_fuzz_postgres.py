@@ -27,7 +27,7 @@ from tests.security.test_nul_characters import (  # noqa: F401 - collected here,
     test_a_nul_in_the_idempotency_key_is_refused,
     test_the_python_api_refuses_nul_too,
 )
-from tests.web.conftest import auth, client, user  # noqa: F401 - fixtures
+from tests.support.web import auth, client, user  # noqa: F401 - fixtures
 
 
 @pytest.fixture

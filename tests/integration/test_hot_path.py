@@ -25,7 +25,7 @@ from pipelines.handoff import StageEnd
 from pipelines.jobs import get_job, start_job
 from pipelines.models import StageRun
 from pipelines.writer import EndWriter
-from tests.support import HANDOFF_CASES, comparable_job, wait_for_job
+from tests.support.jobs import HANDOFF_CASES, comparable_job, wait_for_job
 
 N = 20  #: ends in the batch
 

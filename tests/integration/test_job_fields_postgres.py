@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipelines.jobs import list_jobs, start_job
-from tests.integration.workers import WorkerProcess
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.workers import WorkerProcess
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from actors.ffmpeg import probe, run_ffmpeg
 from conveyor.statuses import TERMINAL
 from pipelines.users import create_user
-from tests.integration.workers import WorkerProcess
+from tests.support.workers import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ("A lighthouse keeper climbs the stairs at dusk. The lamp is lit and turns slowly over the sea.\n\n"

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from conveyor.statuses import TERMINAL
-from tests.support import stop_process_group, wait_until_healthy
+from tests.support.processes import stop_process_group, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from pipelines.db import transaction
 from pipelines.jobs import get_job, start_job
 from pipelines.models import JobEvent, StageRun
-from tests.integration.conftest import REDIS_URL
-from tests.integration.workers import WorkerProcess
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.services import INTEGRATION_REDIS_URL
+from tests.support.workers import WorkerProcess
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_a_job_completes_after_redis_is_flushed_mid_job(worker):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     # When every message in Redis is lost
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(INTEGRATION_REDIS_URL).flushdb()
     # Then the reconciler sends the lost work again and the job completes
     done = wait_for_job(job["id"], timeout=90)
     assert done["status"] == "completed"

@@ -9,20 +9,15 @@ unreachable service skips the tests; under CI=true it fails them.
 
 from __future__ import annotations
 
-import os
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.services import RunServices
+from tests.support.services import CANARY_KEY, RELIABILITY_REDIS_URL, RunServices
 
-REDIS_URL = os.environ.get("CONVEYOR_TEST_RELIABILITY_REDIS_URL", "redis://127.0.0.1:6379/11")
-#: A provider key the workers hold; it must never surface in an error.
-CANARY_KEY = "luma-canary-" + uuid.uuid4().hex
-SERVICES = RunServices(REDIS_URL, "conveyor_rel")
+SERVICES = RunServices(RELIABILITY_REDIS_URL, "conveyor_rel")
 DATABASE_URL = SERVICES.database_url
 SCRATCH = Path(tempfile.mkdtemp(prefix="conveyor-reliability-"))
 
@@ -49,7 +44,7 @@ def reliability_services() -> Iterator[None]:
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., object]]:
     """A factory of booted ``dramatiq pipelines.worker:setup`` processes logging to ``tmp_path``; all stopped after the test."""
-    from tests.integration.workers import WorkerProcess
+    from tests.support.workers import WorkerProcess
 
     started: list[WorkerProcess] = []
 
@@ -121,4 +116,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(line)
 
 
-from tests.reliability.services import private_redis  # noqa: E402,F401 - a fixture
+from tests.reliability.fault_injection import private_redis  # noqa: E402,F401 - a fixture

@@ -10,10 +10,11 @@ import redis
 from dramatiq.message import Message
 
 from pipelines.jobs import start_job
-from tests.reliability.conftest import REDIS_URL
+from tests.reliability.fault_injection import broker_redis, push_raw, queue_keys
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
-from tests.reliability.services import broker_redis, push_raw, queue_keys, wait_until
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.services import RELIABILITY_REDIS_URL
+from tests.support.waiting import wait_until
 
 #: One message at a time per worker process: the next one waits in Redis, where a flush or restart loses it.
 ONE_AT_A_TIME = {"dramatiq_queue_prefetch": "1"}
@@ -22,7 +23,7 @@ LOST_AND_RESENT = re.compile(r"Reconciler: .* [1-9]\d* lost message\(s\) re-sent
 
 
 def test_undecodable_and_unknown_actor_messages_never_run_and_the_worker_keeps_serving(start_worker, measure):
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(RELIABILITY_REDIS_URL)
     keys = queue_keys()
     # Given an undecodable message and one for an actor nobody declared, queued ahead of a job's first stage
     junk_id, unknown_id = f"junk-{uuid.uuid4()}", f"unknown-{uuid.uuid4()}"
@@ -78,7 +79,7 @@ def test_a_job_completes_when_redis_is_flushed_mid_job(start_worker, measure):
     # Given a capped fan-out with items done, one running, and one queued in Redis behind it
     worker = start_worker("w", threads=1, env=ONE_AT_A_TIME)
     job = start_job(pipeline="rel_fanout", input={"items": 6, "sleep": 0.6})["id"]
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(RELIABILITY_REDIS_URL)
     # (an item's message waiting in Redis, not yet fetched: the running item holds the one prefetch slot)
     wait_until(lambda: executions(job, "done")[1:] and client.llen("dramatiq:default"), timeout=30,
                what="an item to complete and the next one to wait in Redis")

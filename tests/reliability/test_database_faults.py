@@ -6,9 +6,10 @@ import time
 
 from pipelines.db import dispose_all
 from pipelines.jobs import start_job
+from tests.reliability.fault_injection import require_postgres_restart, restart_postgres
 from tests.reliability.invariant import assert_invariant, executions
-from tests.reliability.services import require_postgres_restart, restart_postgres, wait_until
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.waiting import wait_until
 
 
 def test_jobs_finish_when_postgresql_restarts_mid_job(start_worker, measure):

@@ -9,18 +9,18 @@ import redis
 
 from conveyor.errors import JobConflict
 from pipelines.jobs import retry_job, start_job
-from tests.reliability.conftest import REDIS_URL
+from tests.reliability.fault_injection import duplicate, queue_keys
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
-from tests.reliability.services import duplicate, queue_keys
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.services import RELIABILITY_REDIS_URL
 
 #: One message at a time per worker process, so each of two workers takes one copy.
 ONE_AT_A_TIME = {"dramatiq_queue_prefetch": "1"}
 
 
 def test_a_stage_message_delivered_twice_at_once_runs_once_and_calls_the_provider_once(start_worker, provider):
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(RELIABILITY_REDIS_URL)
     emulator = provider(done_after_polls=4)
     # Given two idle one-thread workers that each take one message at a time
     first = start_worker("a", threads=1, env=ONE_AT_A_TIME, wait=False)

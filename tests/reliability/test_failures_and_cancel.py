@@ -10,11 +10,12 @@ import redis
 from pipelines.db import transaction
 from pipelines.jobs import cancel_job, start_job
 from pipelines.models import Job
-from tests.reliability.conftest import CANARY_KEY, REDIS_URL
+from tests.reliability.fault_injection import resend, stored_body
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, job_events, stage_runs
-from tests.reliability.services import resend, stored_body, wait_until
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.services import CANARY_KEY, RELIABILITY_REDIS_URL
+from tests.support.waiting import wait_until
 
 #: What the failing provider answers: its body repeats the caller's key, which must not reach the job.
 LEAKY_503 = {"error": f"upstream unavailable for key {CANARY_KEY}"}
@@ -68,7 +69,7 @@ def test_a_tolerant_fan_out_completes_with_the_failed_item_reported(start_worker
 
 
 def test_cancel_during_a_fan_out_skips_the_remaining_items_and_late_messages_do_nothing(start_worker, measure):
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(RELIABILITY_REDIS_URL)
     # Given a capped fan-out of six slow items, the first two running
     start_worker("w", threads=4)
     job = start_job(pipeline="rel_fanout", input={"items": 6, "sleep": 20})["id"]

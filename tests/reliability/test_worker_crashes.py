@@ -9,8 +9,8 @@ import pytest
 from pipelines.jobs import start_job
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
-from tests.reliability.services import wait_until
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.waiting import wait_until
 
 
 def _starts(job_id: str, stage: str) -> list[dict]:
@@ -128,9 +128,9 @@ def test_a_worker_killed_while_a_stage_waits_in_poll_later_loses_nothing(start_w
 def test_a_worker_killed_with_fetched_but_unstarted_messages_loses_none_of_them(start_worker, measure):
     import redis
 
-    from tests.reliability.conftest import REDIS_URL
+    from tests.support.services import RELIABILITY_REDIS_URL
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(RELIABILITY_REDIS_URL)
     # Given a one-thread worker A running one fan-out item and holding the next one, fetched but not started
     first = start_worker("a", threads=1)
     job = start_job(pipeline="rel_fanout", input={"items": 4, "sleep": 2})["id"]

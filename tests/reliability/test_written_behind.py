@@ -15,10 +15,11 @@ from pathlib import Path
 
 from pipelines.db import dispose_all
 from pipelines.jobs import get_job, start_job
+from tests.reliability.fault_injection import restart_postgres
 from tests.reliability.faulty import EXECUTIONS_ENV, WRITER_GATE_ENV
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
-from tests.reliability.services import restart_postgres, wait_until
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.waiting import wait_until
 
 
 def _ran(job_id: str, stage: str, event: str = "done") -> list[dict]:

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from conveyor.statuses import TERMINAL
+
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
-TERMINAL = ("completed", "failed", "canceled")
 #: Dramatiq's dead-letter set of the webhook queue.
 WEBHOOK_DEAD_LETTERS = "dramatiq:webhooks.XQ"
 

@@ -6,18 +6,14 @@ that needs a real Redis (the canary key) runs its worker and API in a process of
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import dramatiq
 import pytest
 
-from tests.security.network import connects, dns, listener  # noqa: F401 - fixtures
-from tests.web.conftest import app, auth, client, other_user, user  # noqa: F401 - fixtures
-
-
-def unfinished(broker: dramatiq.Broker) -> dict[str, int]:
-    return {name: queue.unfinished_tasks for name, queue in broker.queues.items()}  # type: ignore[attr-defined]
+from tests.support.network import connects, dns, listener  # noqa: F401 - fixtures
+from tests.support.waiting import unacknowledged, wait_until_settled
+from tests.support.web import app, auth, client, other_user, user  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -27,10 +23,6 @@ def stub_worker(stub_worker: dramatiq.Worker, stub_broker: dramatiq.Broker) -> I
     A message a worker holds when it stops stays counted as unfinished by the process-wide
     StubBroker, and later tests that wait for an idle queue would wait forever.
     """
-    before = unfinished(stub_broker)
+    before = unacknowledged(stub_broker)
     yield stub_worker
-    deadline = time.monotonic() + 30
-    while any(count > before.get(name, 0) for name, count in unfinished(stub_broker).items()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"messages still in flight when the test ended: {unfinished(stub_broker)}")
-        time.sleep(0.02)
+    wait_until_settled(stub_broker, before, timeout=30)

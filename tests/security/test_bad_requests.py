@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from tests.web.conftest import submit
+from tests.support.web import submit
 
 
 def problem(response, status: int) -> dict:
@@ -106,7 +106,7 @@ def test_an_oversized_idempotency_key_answers_422(client, auth):
 
 
 def test_a_body_over_the_request_limit_answers_413(db, stub_broker, user):
-    from tests.web.conftest import bearer
+    from tests.support.web import bearer
     from web.app import create_app
 
     # A JSON body has its own limit (MAX_JSON_BYTES), not the upload's

@@ -26,11 +26,12 @@ from flask import Blueprint, jsonify
 
 from tests.emulator import emulator  # noqa: F401 - fixture
 from tests.emulator.openai_api import openai_blueprint
-from tests.integration.workers import ROOT, WorkerProcess
-from tests.support import require_service
+from tests.support.services import SECURITY_REDIS_URL, require_service
+from tests.support.workers import ROOT, WorkerProcess
 
-#: The security tests' Redis database (the other suites use 9, 11 and 15), flushed before and after.
-REDIS_URL = os.environ.get("CONVEYOR_TEST_SECURITY_REDIS_URL", "redis://127.0.0.1:6379/13")
+#: Tests that flush the security Redis database run on one xdist worker, one after another.
+pytestmark = pytest.mark.xdist_group("security_redis")
+
 CANARY = "sk-canary-" + uuid.uuid4().hex
 #: Any 12 consecutive characters of the key count as a leak (a truncated message may keep a prefix).
 PIECES = [CANARY[i:i + 12] for i in range(len(CANARY) - 11)]
@@ -78,8 +79,8 @@ def every_file(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def broker_db():
-    require_service(REDIS_URL, "Redis")
-    client = redis.Redis.from_url(REDIS_URL)
+    require_service(SECURITY_REDIS_URL, "Redis")
+    client = redis.Redis.from_url(SECURITY_REDIS_URL)
     client.flushdb()
     yield client
     client.flushdb()
@@ -96,7 +97,7 @@ def test_a_canary_key_appears_nowhere_after_a_failing_job(tmp_path, emulator, br
         "code": "invalid_api_key"}})
     # ...and a worker and an API process on Redis holding the key, logging everything
     env = {
-        "CONVEYOR_BROKER": "redis", "REDIS_URL": REDIS_URL, "DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
+        "CONVEYOR_BROKER": "redis", "REDIS_URL": SECURITY_REDIS_URL, "DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
         "STORAGE_URL": f"file://{tmp_path / 'files'}", "CONVEYOR_VAR_DIR": str(tmp_path / "var"),
         "OPENAI_API_KEY": CANARY, "OPENAI_BASE_URL": provider.url("/v1"),
         "CONVEYOR_PROVIDER_TRANSCRIBE": "openai", "CONVEYOR_PROVIDER_SUMMARIZE": "openai",

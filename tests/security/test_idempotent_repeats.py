@@ -14,10 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from tests.security.test_rate_limit import LIMIT, REDIS_URL, job_count, limited_app, post
-from tests.support import require_service
-from tests.web.conftest import bearer
+from tests.support.rate_limit import LIMIT, job_count, limited_app, post
+from tests.support.services import SECURITY_REDIS_URL, require_service
+from tests.support.web import bearer
 from web.ratelimit import seconds_until_admitted
+
+#: Tests that flush the security Redis database run on one xdist worker, one after another.
+pytestmark = pytest.mark.xdist_group("security_redis")
 
 BODY = {"pipeline": "demo", "input": {"items": 1}}
 
@@ -77,9 +80,9 @@ def test_retry_after_is_when_the_next_request_is_admitted(window, amount, wait):
 @pytest.mark.parametrize("storage", ["memory://", "redis"])
 def test_waiting_retry_after_is_enough_in_dev_and_production(db, stub_broker, user, storage):
     if storage == "redis":
-        require_service(REDIS_URL, "Redis")
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        storage = REDIS_URL
+        require_service(SECURITY_REDIS_URL, "Redis")
+        redis.Redis.from_url(SECURITY_REDIS_URL).flushdb()
+        storage = SECURITY_REDIS_URL
     from web.app import create_app
 
     client = create_app({"TESTING": True, "JOB_RATE_LIMIT": "2 per 4 second",

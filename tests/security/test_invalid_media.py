@@ -13,7 +13,7 @@ from flask import Blueprint, Response
 
 from conveyor.config import configure, settings
 from tests.emulator import start_emulator
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
 NOISE = random.Random(7).randbytes(64 * 1024)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import wait_for_job
-from tests.web.conftest import bearer, submit
+from tests.support.jobs import wait_for_job
+from tests.support.web import bearer, submit
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
 MISSING = "0d8f5c2e-0000-4000-8000-000000000000"

@@ -19,7 +19,7 @@ from actors.caps import over_caps
 from actors.ffmpeg import run_ffmpeg
 from conveyor.config import configure, load_settings, settings
 from tests.emulator import start_emulator
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 @pytest.fixture

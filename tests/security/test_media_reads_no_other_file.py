@@ -18,7 +18,7 @@ from actors.ffmpeg import MEDIA_DEMUXERS, guarded, probe, run_ffmpeg
 from actors.media import stream_pcm
 from conveyor.config import configure, settings
 from tests.emulator import start_emulator
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 @pytest.fixture

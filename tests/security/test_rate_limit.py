@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import func, select
 
-from pipelines.db import transaction
-from pipelines.models import Job
-from tests.support import require_service
-from tests.web.conftest import bearer
+from tests.support.rate_limit import LIMIT, job_count, limited_app, post
+from tests.support.services import SECURITY_REDIS_URL, require_service
+from tests.support.web import bearer
 
-LIMIT = 5
-#: The security tests' Redis database (the other suites use 9, 11 and 15).
-REDIS_URL = os.environ.get("CONVEYOR_TEST_SECURITY_REDIS_URL", "redis://127.0.0.1:6379/13")
-
-
-def limited_app(storage: str = "memory://"):
-    from web.app import create_app
-
-    return create_app({"TESTING": True, "JOB_RATE_LIMIT": f"{LIMIT}/minute", "RATELIMIT_STORAGE_URI": storage})
-
-
-def post(client, auth):
-    return client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 1}}, headers=auth)
-
-
-def job_count() -> int:
-    with transaction() as session:
-        return session.scalar(select(func.count()).select_from(Job)) or 0
+#: Tests that flush the security Redis database run on one xdist worker, one after another.
+pytestmark = pytest.mark.xdist_group("security_redis")
 
 
 def assert_limited(response) -> int:
@@ -69,8 +50,8 @@ def test_a_concurrent_flood_admits_exactly_the_limit(db, stub_broker, user):
 
 def test_the_limit_is_shared_by_web_processes_through_redis(db, stub_broker, user):
     # Two apps stand for two web processes; the counters live in Redis, as with REDIS_URL in production
-    require_service(REDIS_URL, "Redis")
-    first, second = limited_app(REDIS_URL).test_client(), limited_app(REDIS_URL).test_client()
+    require_service(SECURITY_REDIS_URL, "Redis")
+    first, second = limited_app(SECURITY_REDIS_URL).test_client(), limited_app(SECURITY_REDIS_URL).test_client()
     alice = bearer(user)
     statuses = [post(first if i % 2 else second, alice).status_code for i in range(LIMIT + 3)]
     assert statuses == [202] * LIMIT + [429] * 3

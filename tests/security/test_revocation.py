@@ -15,14 +15,17 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from pipelines.users import forget_cached_tokens, user_for_token
-from tests.support import require_service
-from tests.web.conftest import bearer
+from tests.support.services import SECURITY_REDIS_URL, require_service
+from tests.support.web import bearer
 from web.cli import main
 
-REDIS_URL = os.environ.get("CONVEYOR_TEST_SECURITY_REDIS_URL", "redis://127.0.0.1:6379/13")
+#: Tests that flush the security Redis database run on one xdist worker, one after another.
+pytestmark = pytest.mark.xdist_group("security_redis")
+
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
 
 
@@ -86,8 +89,8 @@ WATCHER = textwrap.dedent("""
 
 
 def test_a_revocation_reaches_another_process_within_a_second(tmp_path):
-    require_service(REDIS_URL, "Redis")
-    env = {**os.environ, "CONVEYOR_BROKER": "redis", "REDIS_URL": REDIS_URL,
+    require_service(SECURITY_REDIS_URL, "Redis")
+    env = {**os.environ, "CONVEYOR_BROKER": "redis", "REDIS_URL": SECURITY_REDIS_URL,
            "DATABASE_URL": f"sqlite:///{tmp_path / 'auth.db'}", "STORAGE_URL": f"file://{tmp_path / 'files'}"}
     run = [sys.executable, "-m", "web.cli"]
     subprocess.run([*run, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)

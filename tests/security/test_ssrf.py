@@ -22,8 +22,8 @@ from actors.errors import InvalidInput
 from actors.visual_stages import grade_video, roto_video
 from conveyor.config import configure, settings
 from tests.emulator import start_emulator
-from tests.security.network import assert_no_connection, port_of
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.network import assert_no_connection, port_of
 
 #: Each URL of the issue, aimed (where it is loopback) at the trap's port; ``{port}`` is filled in.
 INTERNAL_URLS = [

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from conveyor.config import load_settings, settings
 from pipelines.db import transaction
 from pipelines.models import StoredFile
-from tests.web.conftest import bearer
+from tests.support.web import bearer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
 SIZE = SAMPLE.stat().st_size

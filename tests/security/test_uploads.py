@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from actors.storage import get_storage
 from pipelines.db import transaction
 from pipelines.models import StoredFile
-from tests.web.conftest import bearer
+from tests.support.web import bearer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64

@@ -17,8 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from conveyor.client import APIError, Client
-from tests.dev_server import free_port, isolated_env
-from tests.web.test_client_cli import base_url  # noqa: F401 - the served app fixture
+from scripts.dev_server import free_port, isolated_env
 from web.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +26,7 @@ SCRIPT = ("A lighthouse keeper finds a message in a bottle on the rocks below th
 
 
 @pytest.fixture
-def cli_env(base_url, user, monkeypatch):  # noqa: F811
+def cli_env(base_url, user, monkeypatch):
     monkeypatch.setenv("CONVEYOR_URL", base_url)
     monkeypatch.setenv("CONVEYOR_TOKEN", user.token)
     return base_url
@@ -270,7 +269,7 @@ def test_submit_wait_prints_lecture_notes_as_markdown(cli_env, tmp_path):
 
 @pytest.mark.slow
 def test_make_dev_prints_a_working_sign_in_link_on_every_run(tmp_path):
-    from tests.dev_server import dev_server
+    from scripts.dev_server import dev_server
 
     var = tmp_path / "var"
     var.mkdir()

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from werkzeug.serving import make_server
 
 from conveyor.client import APIError, Client
 from web.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
-
-
-@pytest.fixture
-def base_url(app, stub_worker) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 def test_the_client_submits_follows_and_reads_jobs(base_url, user):

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dev_server import DevServer, dev_server
-from tests.support import IN_CI
-from tests.web.test_webhooks import Receiver
+from scripts.dev_server import DevServer, dev_server
+from tests.support.services import IN_CI
+from tests.support.webhooks import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import wait_for_job
-from tests.web.conftest import bearer
+from tests.support.jobs import wait_for_job
+from tests.support.web import bearer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"
 WAV_HEADER = b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x08\x00\x00"

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.dev_server import free_port, healthy, isolated_env, stop_embedded_redis
+from scripts.dev_server import free_port, healthy, isolated_env, stop_embedded_redis
 
 pytestmark = pytest.mark.slow
 

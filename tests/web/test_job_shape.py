@@ -7,10 +7,10 @@ from pydantic import TypeAdapter
 
 import conveyor.client
 import pipelines.models
-import tests.support
+import tests.support.jobs
 from conveyor import statuses
 from conveyor.job_shape import JobOut, StageOut
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 from tests.web.conftest import submit
 
 #: The job object's fields as the REST contract names them, in the order the API writes them.
@@ -22,7 +22,7 @@ STAGE_FIELDS = ["name", "status", "progress", "attempts", "items", "started_at",
 
 def test_the_client_and_the_tests_use_the_one_declaration_of_the_statuses():
     assert conveyor.client.TERMINAL is statuses.TERMINAL
-    assert tests.support.TERMINAL is statuses.TERMINAL
+    assert tests.support.jobs.TERMINAL is statuses.TERMINAL
     assert pipelines.models.JobStatus is statuses.JobStatus
     assert set(statuses.TERMINAL) == {"completed", "failed", "canceled"}
     assert [s.value for s in statuses.JobStatus] == ["pending", "processing", "completed", "failed", "canceled"]

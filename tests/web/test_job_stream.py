@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from tests.support import wait_for_job
-from tests.web.conftest import submit
+from tests.support.jobs import wait_for_job
+from tests.support.web import submit
 
 
 def read_events(response, *, limit: float = 30.0) -> list[tuple[str, dict]]:

@@ -14,8 +14,8 @@ from actors.context import StageContext, stage_context
 from actors.ffmpeg import run_ffmpeg
 from actors.providers.roto import WEAK_SUBJECT_SHARE, BestMask
 from actors.video import write_frames
-from tests.support import wait_for_job
-from tests.web.conftest import submit
+from tests.support.jobs import wait_for_job
+from tests.support.web import submit
 
 #: A script of one run-on sentence (no paragraph, no sentence end): the storyboard falls back to chunks.
 RUN_ON_SCRIPT = " ".join(["and then the harbour lights came on one by one while the boats rocked"] * 12)

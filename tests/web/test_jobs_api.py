@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support import wait_for_job
-from tests.web.conftest import bearer, submit
+from tests.support.jobs import wait_for_job
+from tests.support.web import bearer, submit
 
 
 def test_a_job_is_accepted_with_202_location_and_retry_after_then_completes(client, auth, stub_worker):

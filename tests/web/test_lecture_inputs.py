@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.web.conftest import submit
+from tests.support.web import submit
 
 
 def test_the_inputs_are_checked_and_described(client, auth):
@@ -30,7 +30,7 @@ def test_the_inputs_are_checked_and_described(client, auth):
 
 
 def test_results_download_under_the_names_of_the_job_and_the_output(client, auth, stub_worker):
-    from tests.support import wait_for_job
+    from tests.support.jobs import wait_for_job
 
     job = submit(client, auth, "lecture_notes", input={"transcript": "A cell is the smallest unit of life. " * 5})
     done = wait_for_job(job["id"], timeout=60)

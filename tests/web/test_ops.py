@@ -9,8 +9,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from conveyor.config import configure, load_settings, settings
 from pipelines import db as database
-from tests.support import wait_for_job
-from tests.web.conftest import submit
+from tests.support.jobs import wait_for_job
+from tests.support.web import submit
 
 
 def test_pipelines_are_listed_with_stages_and_input_schemas(client, auth):

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.web.test_client_cli import base_url  # noqa: F401 - the served app fixture
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,11 +22,11 @@ def test_the_own_pipeline_block_is_the_example_module_the_suite_runs():
     docstring = ast.get_docstring(ast.parse(module))
     assert docstring is not None
     without_docstring = body.split('"""', 2)[2].lstrip("\n")
-    assert block == without_docstring  # and tests/test_example_pipeline.py runs that module end to end
+    assert block == without_docstring  # and tests/pipelines/test_example_pipeline.py runs that module end to end
 
 
 @pytest.mark.slow
-def test_the_client_block_runs_as_written(base_url, user, monkeypatch, capsys):  # noqa: F811
+def test_the_client_block_runs_as_written(base_url, user, monkeypatch, capsys):
     block = next(b for b in python_blocks() if "conveyor.client" in b)
     monkeypatch.setenv("CONVEYOR_URL", base_url)
     monkeypatch.setenv("CONVEYOR_TOKEN", user.token)

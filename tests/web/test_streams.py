@@ -11,7 +11,7 @@ import pytest
 from actors.broker import embedded_redis_client
 from pipelines import notices
 from pipelines.streams import NoticeHub
-from tests.dev_server import stop_embedded_redis
+from scripts.dev_server import stop_embedded_redis
 
 
 @pytest.fixture

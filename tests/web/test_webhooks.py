@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -15,39 +13,10 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from actors import webhooks as delivery
 from conveyor.config import configure, settings
 from pipelines.webhooks import record_delivery
-from tests.support import wait_for_job
-from tests.web.conftest import submit
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers with the queued statuses (then 200)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        self.answers: list[int] = []
-        self.delay = 0.0  #: s before each answer
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                time.sleep(receiver.delay)
-                self.send_response(receiver.answers.pop(0) if receiver.answers else 200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, count: int, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.calls) < count:
-            assert time.monotonic() < deadline, f"{len(self.calls)} of {count} webhook calls arrived"
-            time.sleep(0.02)
+from tests.support.jobs import wait_for_job
+from tests.support.waiting import unacknowledged, wait_until_settled
+from tests.support.web import submit
+from tests.support.webhooks import Receiver
 
 
 def settled_webhook(client, auth, job_id: str, timeout: float = 20.0) -> dict:
@@ -96,16 +65,18 @@ def test_a_finished_job_is_posted_signed_to_its_webhook(client, auth, stub_worke
     assert (webhook["status"], webhook["attempts"], webhook["error"]) == ("delivered", 1, None)
 
 
-def test_a_failed_delivery_is_retried_with_the_same_id(client, auth, stub_worker, receiver, monkeypatch):
+def test_a_failed_delivery_is_retried_with_the_same_id(client, auth, stub_worker, stub_broker, receiver,
+                                                        monkeypatch):
     monkeypatch.setitem(delivery.deliver_webhook.options, "min_backoff", 50)
     monkeypatch.setitem(delivery.deliver_webhook.options, "max_backoff", 100)
     receiver.answers = [503, 500]
+    before = unacknowledged(stub_broker)
     job = submit(client, auth, input={"items": 1}, webhook_url=receiver.url)
     wait_for_job(job["id"])
     receiver.wait_for(3)
     ids = {headers["webhook-id"] for headers, _ in receiver.calls}
     assert len(ids) == 1
-    time.sleep(0.3)
+    wait_until_settled(stub_broker, before)  # every delivery and retry sent has been dealt with
     assert len(receiver.calls) == 3  # delivered on the third attempt, then no more
     webhook = settled_webhook(client, auth, job["id"])
     assert (webhook["status"], webhook["attempts"]) == ("delivered", 3)
@@ -124,13 +95,14 @@ def test_a_delivery_that_keeps_failing_ends_failed_with_the_last_answer(client, 
     assert len(receiver.calls) == 2
 
 
-def test_a_client_error_is_not_retried(client, auth, stub_worker, receiver, monkeypatch):
+def test_a_client_error_is_not_retried(client, auth, stub_worker, stub_broker, receiver, monkeypatch):
     monkeypatch.setitem(delivery.deliver_webhook.options, "min_backoff", 50)
     receiver.answers = [404]
+    before = unacknowledged(stub_broker)
     job = submit(client, auth, input={"items": 1}, webhook_url=receiver.url)
     wait_for_job(job["id"])
     receiver.wait_for(1)
-    time.sleep(0.5)
+    wait_until_settled(stub_broker, before)  # a retry, were one sent, would have been dealt with
     assert len(receiver.calls) == 1
     webhook = settled_webhook(client, auth, job["id"])
     assert (webhook["status"], webhook["attempts"], webhook["response"]) == ("failed", 1, 404)
@@ -165,9 +137,10 @@ def test_a_receiver_asking_to_wait_sets_the_next_attempts_delay():
     assert delivery._retry_after_ms(httpx.Response(503)) is None
 
 
-def test_jobs_without_a_webhook_send_nothing(client, auth, stub_worker, receiver):
+def test_jobs_without_a_webhook_send_nothing(client, auth, stub_worker, stub_broker, receiver):
+    before = unacknowledged(stub_broker)
     job = submit(client, auth, input={"items": 1})
     wait_for_job(job["id"])
-    time.sleep(0.2)
+    wait_until_settled(stub_broker, before)  # a delivery, were one sent, would have been dealt with
     assert receiver.calls == []
     assert client.get(f"/api/jobs/{job['id']}", headers=auth).get_json()["webhook"] is None

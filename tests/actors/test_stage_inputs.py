@@ -13,7 +13,7 @@ from actors.stage_inputs import ChunkInput
 from pipelines.definition import DefinitionError, Pipeline, fan_out, stage
 from pipelines.jobs import start_job
 from pipelines.worker import add_pipeline
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 calls: list[object] = []
 

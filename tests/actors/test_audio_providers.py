@@ -25,7 +25,7 @@ from tests.emulator import Emulator, emulator  # noqa: F401  (emulator is a fixt
 from tests.emulator.elevenlabs import elevenlabs_blueprint
 from tests.emulator.openai_api import UPLOAD_LIMIT, openai_blueprint
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "lecture.mp3"
 SAMPLE_TEXT = (ROOT / "samples" / "lecture.txt").read_text(encoding="utf-8")
 

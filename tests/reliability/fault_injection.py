@@ -11,32 +11,20 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import dramatiq
 import pytest
 import redis
 from dramatiq.message import Message
 
-from tests.support import IN_CI
+from tests.support.services import IN_CI
+from tests.support.waiting import wait_until
 
 #: An opt-in for restarting the machine's PostgreSQL outside CI (it disturbs everything else using it).
 RESTART_POSTGRES_FLAG = "CONVEYOR_TEST_RESTART_POSTGRES"
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _unavailable(reason: str) -> None:

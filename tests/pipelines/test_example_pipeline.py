@@ -9,7 +9,7 @@ import pytest
 
 from conveyor.config import configure, settings
 from pipelines.jobs import start_job
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-# ruff: noqa: F811 - fixtures imported from tests.security.network are used as test parameters
+# ruff: noqa: F811 - fixtures imported from tests.support.network are used as test parameters
 """Fetching URL inputs: only public addresses, pinned connections, capped size and time.
 
 No test sends traffic beyond 127.0.0.1. Names are resolved by a stub resolver installed on
@@ -31,7 +31,7 @@ from actors.fetch import check_url, fetch_to_storage, stored_input
 from actors.storage import get_storage, key_of
 from conveyor import config
 from tests.emulator import Emulator, start_emulator
-from tests.security.network import StubResolver, assert_no_connection, connects, listener  # noqa: F401
+from tests.support.network import StubResolver, assert_no_connection, connects, listener  # noqa: F401
 
 CLIP = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 400  # an MP3 by its first bytes; 102,410 bytes
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dev_server import isolated_env, redis_servers_under, stop_embedded_redis
+from scripts.dev_server import isolated_env, redis_servers_under, stop_embedded_redis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Prints the id of the server it joined, then stays connected until its stdin closes.
 JOIN = textwrap.dedent("""

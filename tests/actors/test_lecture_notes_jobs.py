@@ -10,7 +10,7 @@ import pytest
 
 from actors.media import SAMPLE_RATE, write_wav
 from actors.storage import get_storage, new_key
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 def _upload(path: Path) -> str:

@@ -13,7 +13,7 @@ from pipelines.clock import cleanup_expired
 from pipelines.db import transaction
 from pipelines.jobs import get_job, start_job
 from pipelines.models import Job, utcnow
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 def test_an_expired_job_goes_with_its_intermediate_files_and_a_recent_one_stays(stub_worker):

@@ -17,9 +17,9 @@ from actors.stage import stage_actor
 from pipelines.definition import DefinitionError, Pipeline, all_pipelines, stage
 from pipelines.jobs import start_job
 from pipelines.worker import add_pipeline
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 IMPORT_EVERYTHING = """
 import importlib, json, logging, pkgutil, sys

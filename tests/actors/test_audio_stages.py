@@ -23,7 +23,7 @@ from actors.storage import get_storage, key_of, local_copy, new_key, ref
 from actors.subtitles import MAX_CUE_SECONDS, MAX_LINE_CHARS, cues_for, render
 from conveyor.config import configure, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "lecture.mp3"
 
 
@@ -241,7 +241,7 @@ def test_a_lecture_notes_job_completes_through_the_engine_with_download_links(st
     from pipelines.db import transaction
     from pipelines.jobs import start_job
     from pipelines.models import StoredFile
-    from tests.support import wait_for_job
+    from tests.support.jobs import wait_for_job
 
     key = new_key("uploads", "lecture.mp3")
     get_storage().put_file(key, SAMPLE)

@@ -230,7 +230,7 @@ def upload(path: Path) -> str:
 
 def test_a_video_generation_job_completes_with_a_tolerated_scene_failure(visual_pipelines):
     from pipelines.jobs import start_job
-    from tests.support import wait_for_job
+    from tests.support.jobs import wait_for_job
 
     job = start_job(pipeline="video_generation", input={"script": SCRIPT, "fail_scenes": [3]})
     done = wait_for_job(job["id"], timeout=120)
@@ -246,7 +246,7 @@ def test_a_video_generation_job_completes_with_a_tolerated_scene_failure(visual_
 def test_a_talking_video_job_uses_a_completed_persona_job(visual_pipelines, tmp_path):
     from conveyor.errors import InvalidJobInput
     from pipelines.jobs import start_job
-    from tests.support import wait_for_job
+    from tests.support.jobs import wait_for_job
 
     photo = tmp_path / "photo.jpg"
     shutil.copy(face_photo(), photo)

@@ -10,7 +10,7 @@ from conveyor.config import configure, load_settings
 from conveyor.logs import bind_stage, clear_stage, configure_logging
 from pipelines.jobs import start_job
 from pipelines.metrics import render_metrics
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 def test_json_logs_carry_job_and_stage_and_redact_secrets(capfd):

@@ -21,10 +21,14 @@ from pipelines.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
 from pipelines.jobs import cancel_job, get_job, retry_job, start_job
 from pipelines.models import StageRun, utcnow
 from pipelines.worker import add_pipeline
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
+from tests.support.waiting import unacknowledged, wait_until_settled
 
 calls: dict[str, int] = {}
 switches: dict[str, bool] = {}
+#: Calls left that fail before the stage passes.
+failures: dict[str, int] = {}
+napping = threading.Event()
 
 
 def _count(name: str) -> int:
@@ -34,9 +38,10 @@ def _count(name: str) -> int:
 
 @stage_actor(retries=2, min_backoff=0.01, max_backoff=0.05)
 def flaky(value):
-    """Fails transiently while its switch is on."""
+    """Fails transiently while its switch is on, or for its next ``failures["flaky"]`` calls."""
     _count("flaky")
-    if switches.get("flaky"):
+    if switches.get("flaky") or failures.get("flaky", 0) > 0:
+        failures["flaky"] = failures.get("flaky", 0) - 1
         raise TransientError("service unavailable")
     return {"ok": value}
 
@@ -50,7 +55,8 @@ def broken(value):
 @stage_actor(retries=1, min_backoff=0.01, time_limit=0.3)
 def slow(value):
     _count("slow")
-    time.sleep(3)
+    for _ in range(300):  # 3 s, in steps the time limit can interrupt (it cannot interrupt one long sleep)
+        time.sleep(0.01)
     return value
 
 
@@ -73,6 +79,7 @@ def counted(value):
 @stage_actor(retries=0)
 def napper(value):
     ctx = current_stage()
+    napping.set()
     for n in range(40):
         ctx.progress(n / 40, "napping")
         time.sleep(0.05)
@@ -103,17 +110,18 @@ def _reset(stub_broker):
         add_pipeline(pipeline, replace=True)
     calls.clear()
     switches.clear()
+    failures.clear()
+    napping.clear()
 
 
 def test_transient_errors_are_retried_with_backoff_until_they_pass(stub_worker):
-    switches["flaky"] = True
+    failures["flaky"] = 2
     job = start_job(pipeline=retrying.name, input={"n": 1})
-    time.sleep(0.05)
-    switches["flaky"] = False
     done = wait_for_job(job["id"])
     assert done["status"] == "completed"
     assert done["result"] == {"ok": {"n": 1}}
-    assert 1 <= calls["flaky"] <= 3
+    assert calls["flaky"] == 3  # two transient failures, then a pass on the last retry
+    assert done["stages"][0]["attempts"] == 3
 
 
 def test_transient_errors_fail_the_job_once_the_stage_retries_are_spent(stub_worker):
@@ -169,24 +177,20 @@ def test_a_late_message_for_a_finished_run_is_a_noop(stub_worker, stub_broker):
     with transaction() as session:
         run = session.scalars(select(StageRun).where(StageRun.job_id == done["id"], StageRun.item == 0)).one()
         options = {RUN_OPTION: run.id, TOKEN_OPTION: run.dispatch_token, JOB_OPTION: done["id"]}
+    before = unacknowledged(stub_broker)
     stub_broker.enqueue(counted.message_with_options(args=(7,), **options))
-    queue = stub_broker.queues["default"]
-    deadline = time.monotonic() + 20
-    while queue.qsize():  # wait until a worker thread has taken the late message
-        assert time.monotonic() < deadline, "the late message was never taken"
-        time.sleep(0.02)
-    time.sleep(0.5)  # and had the time to run it, were it to run
+    wait_until_settled(stub_broker, before)  # a worker has dealt with the late message
     assert calls == {"counted:7": 1}
     assert get_job(done["id"])["updated_at"] == done["updated_at"]
 
 
-def test_cancel_stops_further_stages_and_late_work_is_discarded(stub_worker):
+def test_cancel_stops_further_stages_and_late_work_is_discarded(stub_worker, stub_broker):
+    before = unacknowledged(stub_broker)
     job = start_job(pipeline=sleepy.name, input={"values": [1, 2, 3]})
-    wait_for_job(job["id"], status=("processing",))
-    time.sleep(0.3)
+    assert napping.wait(20), "the first nap never started"
     canceled = cancel_job(job["id"])
     assert canceled["status"] == "canceled"
-    time.sleep(2.5)  # the running nap finishes; nothing else may run
+    wait_until_settled(stub_broker, before)  # the running nap finished and whatever it sent was dealt with
     final = get_job(job["id"])
     assert final["status"] == "canceled"
     assert "counted:1" not in calls
@@ -266,8 +270,9 @@ def test_the_reconciler_resends_a_run_whose_message_was_lost(stub_worker, stub_b
     stub_worker.pause()
     job = start_job(pipeline=retrying.name, input={"values": [5]})
     stub_broker.flush_all()
+    before = unacknowledged(stub_broker)
     stub_worker.resume()
-    time.sleep(0.3)
+    wait_until_settled(stub_broker, before)
     assert get_job(job["id"])["status"] == "pending"
     # When the run is overdue and the reconciler passes (the stub broker cannot say what it holds)
     with transaction() as session:
@@ -286,6 +291,7 @@ def test_the_reconciler_reruns_a_stage_whose_lease_lapsed_and_ignores_the_old_me
     job = start_job(pipeline=retrying.name, input={"n": 6})
     old = dramatiq.Message.decode(stub_broker.queues["default"].queue[0])
     stub_broker.flush_all()
+    before = unacknowledged(stub_broker)
     with transaction() as session:
         session.execute(update(StageRun).where(StageRun.job_id == job["id"])
                         .values(status="processing", attempts=1, lease_until=utcnow() - timedelta(seconds=1)))
@@ -297,7 +303,7 @@ def test_the_reconciler_reruns_a_stage_whose_lease_lapsed_and_ignores_the_old_me
     done = wait_for_job(job["id"])
     assert done["status"] == "completed"
     assert done["stages"][0]["attempts"] == 2
-    time.sleep(0.3)
+    wait_until_settled(stub_broker, before)  # the old message too was dealt with
     assert calls == {"flaky": 1}
 
 

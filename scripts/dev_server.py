@@ -1,6 +1,6 @@
-"""`conveyor dev` in a child process, for the dashboard tests and scripts/screenshot_dashboard.py.
+"""`conveyor dev` in a child process, for scripts/screenshot_dashboard.py and the dashboard tests.
 
-It needs neither pytest nor the test database, so the script can use it too.
+It needs neither pytest nor the test database: a script, which the tests borrow.
 """
 
 from __future__ import annotations

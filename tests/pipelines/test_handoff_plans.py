@@ -14,7 +14,7 @@ import pytest
 
 from pipelines import handoff, sqlitestore
 from pipelines.jobs import start_job
-from tests.support import HANDOFF_CASES, comparable_job, wait_for_job
+from tests.support.jobs import HANDOFF_CASES, comparable_job, wait_for_job
 
 
 @pytest.mark.parametrize(("pipeline", "request_input"), HANDOFF_CASES,

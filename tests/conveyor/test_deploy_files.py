@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conveyor.config import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def procfile() -> dict[str, str]:

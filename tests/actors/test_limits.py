@@ -19,9 +19,9 @@ from dramatiq.brokers.stub import StubBroker
 from actors.errors import RateLimited, classify
 from actors.limits import DEFAULT_LIMIT, KEY_PREFIX, limit_for, provider_slot
 from conveyor import config
+from tests.support.services import LIMITS_REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -149,7 +149,7 @@ def concurrent_calls(broker, *, provider: str, limit: int) -> None:
 
 @pytest.fixture
 def redis_broker():
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(LIMITS_REDIS_URL)
     try:
         client.ping()
     except redis.ConnectionError:
@@ -168,6 +168,7 @@ import sys
 from dramatiq.brokers.redis import RedisBroker
 from actors.limits import provider_slot
 from conveyor import config
+from tests.support.services import LIMITS_REDIS_URL
 config.configure(config.load_settings({"CONVEYOR_BROKER": "stub", "CONVEYOR_LIMIT_%(upper)s": "1"}))
 with provider_slot("%(provider)s", broker=RedisBroker(url="%(url)s"), ttl=%(ttl)s):
     print("holding", flush=True)
@@ -177,7 +178,7 @@ with provider_slot("%(provider)s", broker=RedisBroker(url="%(url)s"), ttl=%(ttl)
 
 def start_holder(provider: str, *, ttl: float = 600.0) -> subprocess.Popen:
     """Another process that takes ``provider``'s only slot and keeps it until its stdin closes."""
-    code = HOLDER % {"provider": provider, "upper": provider.upper(), "url": REDIS_URL, "ttl": ttl}
+    code = HOLDER % {"provider": provider, "upper": provider.upper(), "url": LIMITS_REDIS_URL, "ttl": ttl}
     env = os.environ | {"CONVEYOR_BROKER": "stub", "PYTHONPATH": str(ROOT)}
     holder = subprocess.Popen(
         [sys.executable, "-c", code],

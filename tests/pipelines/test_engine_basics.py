@@ -8,7 +8,7 @@ from conveyor.statuses import TERMINAL
 from pipelines.db import transaction
 from pipelines.jobs import get_job, start_job
 from pipelines.models import JobEvent, StageRun
-from tests.support import wait_for_job
+from tests.support.jobs import wait_for_job
 
 
 def test_demo_pipeline_runs_every_step_and_returns_the_merged_result(stub_worker):

@@ -22,7 +22,7 @@ from conveyor.errors import InvalidJobInput
 from pipelines.definition import DefinitionError, Pipeline, get_pipeline, stage
 from pipelines.jobs import check_request
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Every module only conveyor[local] installs.
 LOCAL_ONLY = {m for by_provider in LOCAL_MODULES.values() for names in by_provider.values() for m in names}
 

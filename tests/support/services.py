@@ -1,4 +1,5 @@
-"""This run's real Redis and PostgreSQL, for the folders that need them (tests/integration, tests/reliability).
+"""This run's real Redis and PostgreSQL: the folders that need them (tests/integration, tests/reliability), and
+the single tests elsewhere that need one service.
 
 A folder's conftest sets them up for its own tests only (a package-scoped fixture), so the whole
 suite can run in one pytest process. Each run gets its own PostgreSQL database (created and
@@ -9,15 +10,36 @@ unreachable service skips the folder's tests; under CI=true it fails them.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
-from tests.support import IN_CI
+IN_CI = os.environ.get("CI") == "true"
 
 POSTGRES_ADMIN_URL = os.environ.get("CONVEYOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+#: One Redis database number per suite, so suites that run at once never flush each other's keys.
+INTEGRATION_REDIS_URL = os.environ.get("CONVEYOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+RELIABILITY_REDIS_URL = os.environ.get("CONVEYOR_TEST_RELIABILITY_REDIS_URL", "redis://127.0.0.1:6379/11")
+SECURITY_REDIS_URL = os.environ.get("CONVEYOR_TEST_SECURITY_REDIS_URL", "redis://127.0.0.1:6379/13")
+LIMITS_REDIS_URL = os.environ.get("CONVEYOR_TEST_LIMITS_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: A provider key the reliability workers hold; it must never surface in an error.
+CANARY_KEY = "luma-canary-" + uuid.uuid4().hex
+
+
+def require_service(url: str, name: str) -> None:
+    """Skip when a service is unreachable locally; fail under CI=true, where every service must run."""
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 0), timeout=2).close()
+    except OSError as exc:
+        message = f"{name} is not reachable at {parsed.hostname}:{parsed.port} ({exc})"
+        if IN_CI:
+            pytest.fail(message + "; CI must start it (see .ci/run)")
+        pytest.skip(message)
 
 
 def unreachable(redis_url: str, postgres_url: str = POSTGRES_ADMIN_URL) -> str | None:
