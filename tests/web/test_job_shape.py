@@ -11,7 +11,7 @@ import tests.support.jobs
 from conveyor import statuses
 from conveyor.job_shape import JobOut, StageOut
 from tests.support.jobs import wait_for_job
-from tests.web.conftest import submit
+from tests.support.web import submit
 
 #: The job object's fields as the REST contract names them, in the order the API writes them.
 JOB_FIELDS = ["id", "pipeline", "status", "progress", "step", "eta_seconds", "stages", "input", "result", "errors",
