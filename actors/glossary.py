@@ -59,13 +59,24 @@ def _split(term: str) -> re.Pattern[str]:
 _WORD = re.compile(r"[\w'’]+")
 
 
+def _another_form(found: str, wanted: str) -> bool:
+    """Whether two words share a stem and differ in their endings only: another form of the same word
+    ("mitochondrion" for "mitochondria"), not a mishearing. A letter dropped or doubled inside the word,
+    with the same ending ("belman" for "bellman"), is a misspelling, not another form."""
+    stem = len(os.path.commonprefix([found, wanted]))
+    if stem < min(len(found), len(wanted)) - 3:
+        return False
+    ending = len(os.path.commonprefix([found[stem:][::-1], wanted[stem:][::-1]]))
+    return ending < 2
+
+
 def _alike(found: str, wanted: str, ratio: float = 0.0) -> bool:
     if found == wanted:
         return True
     if len(wanted) < 4 or abs(len(found) - len(wanted)) > 2:
         return False
-    if len(os.path.commonprefix([found, wanted])) >= min(len(found), len(wanted)) - 3:
-        return False  # another form of the same word ("mitochondrion"), not a mishearing
+    if _another_form(found, wanted):
+        return False
     return SequenceMatcher(None, found, wanted).ratio() >= (ratio or WORD_SIMILARITY)
 
 

@@ -6,7 +6,8 @@ kept under ``var/notes-eval/`` (about 1 MB), so later runs only transcribe. It i
 ``make bench`` (transcribing takes a few minutes of CPU).
 
 Scores, per lecture and in total:
-- WER: word error rate of the transcript against the lecture's text (case, punctuation and hyphens ignored).
+- WER: word error rate of the transcript against the lecture's text (case, punctuation and hyphens ignored;
+  a number in digits counts as its spoken words: "1995" is "nineteen ninety-five").
 - glossary spelled: glossary terms the lecture uses that the notes write in the glossary's spelling.
 - definitions: found (expected terms defined with the expected words), precision (of the definitions the
   notes give, the share that are right), reversed (a definition whose term is the definition of another).
@@ -37,9 +38,37 @@ _BAD_HEADING = re.compile(r"\b(good (morning|afternoon|evening)|today|welcome|he
                           r"everyone|session|lecture)\b", re.I)
 
 
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["-", "-", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _below_hundred(n: int) -> list[str]:
+    tens, ones = divmod(n, 10)
+    return [_ONES[n]] if n < 20 else [_TENS[tens]] + ([_ONES[ones]] if ones else [])
+
+
+def spoken(number: str) -> list[str]:
+    """A number written in digits as a lecture says it ("1995": nineteen ninety five; "1990s": nineteen
+    nineties; "250": two hundred fifty), so that Whisper writing digits for spoken numbers is no error.
+    Other numbers are left as written."""
+    digits = number[:-1] if number.endswith("s") else number
+    if not digits.isdigit():
+        return [number]
+    n = int(digits)
+    if len(digits) == 4 and (1100 <= n < 2000 or 2010 <= n < 2100) and (n % 100 >= 10 or n % 100 == 0):
+        words = _below_hundred(n // 100) + (_below_hundred(n % 100) if n % 100 else ["hundred"])
+    elif len(digits) <= 3 and n < 1000:
+        words = ([_ONES[n // 100], "hundred"] if n >= 100 else []) + (_below_hundred(n % 100) if n % 100 or n < 100 else [])
+    else:
+        return [number]
+    if digits != number:  # a decade or a plural: "nineties", "hundreds"
+        words[-1] = words[-1][:-1] + "ies" if words[-1].endswith("y") else words[-1] + "s"
+    return words
+
+
 def _normal_words(text: str) -> list[str]:
     text = text.lower().replace("-", " ").replace("’", "'")
-    return re.findall(r"[a-z0-9']+", text)
+    return [word for found in re.findall(r"[a-z0-9']+", text) for word in spoken(found)]
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 #: Message options the engine reads (see pipelines.tracking).
 RUN_OPTION, TOKEN_OPTION, JOB_OPTION = "conveyor_run", "conveyor_token", "conveyor_job"
 ITEMS_OPTION, FIRST_STEP_OPTION, PIPELINE_OPTION = "conveyor_items", "conveyor_first", "conveyor_pipeline"
+SIZE_OPTION = "conveyor_size"
 
 #: Notice kinds, least to most significant; one notice per job and transaction carries the most significant.
 _NOTICE_RANK = {"progress": 0, "stage": 1, "status": 2}
@@ -46,6 +47,7 @@ class Dispatch:
     items_total: int | None = None  #: the size of the fan-out this item belongs to
     first_step: bool = False  #: its claim also marks the job as started
     pipeline: str = ""  #: the job's pipeline: the worker plans the stage's end from its definition
+    job_size: float | None = None  #: the job's size, when known: the worker scales the ETA by it
 
 
 @dataclass
@@ -140,6 +142,8 @@ def _messages(broker: dramatiq.Broker, outbox: Outbox) -> list[tuple[dramatiq.Me
             TOKEN_OPTION: d.token, JOB_OPTION: d.job_id, ITEMS_OPTION: d.items_total, FIRST_STEP_OPTION: d.first_step,
             PIPELINE_OPTION: d.pipeline,
         }
+        if d.job_size is not None:
+            options[SIZE_OPTION] = d.job_size
         messages.append((actor.message_with_options(args=(d.payload,), **options),
                          int(d.delay * 1000) if d.delay else None))
     messages.extend((plain, None) for plain in outbox.messages)

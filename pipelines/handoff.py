@@ -20,7 +20,7 @@ from typing import Any
 from pipelines import hooks
 from pipelines.definition import Step, get_pipeline
 from pipelines.dispatch import Dispatch, Outbox
-from pipelines.progress import history_of
+from pipelines.progress import history_of, input_size, known_size, remember_size, sized_history
 
 #: Outcomes of applying an end's plan, and the notice each one sends.
 NOTICE_OF_OUTCOME = {"counted": "progress", "advanced": "stage", "finished": "status"}
@@ -39,6 +39,7 @@ class StageEnd:
     output: Any
     started_at: datetime | None = None
     items_total: int | None = None  #: the size of the fan-out this item belongs to
+    job_size: float | None = None  #: the job's size (:func:`pipelines.progress.input_size`), carried by its messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +68,31 @@ def _runs_of(step: Step) -> list[dict[str, Any]]:
              "queue": actor.queue_name} for i, actor in enumerate(step.actors)]
 
 
-def plan_end(end: StageEnd, durations: dict[int, float] | None = None) -> dict[str, Any] | None:
+def size_of(end: StageEnd) -> float | None:
+    """The size of ``end``'s job: told by its first step's output, else carried by the stage's message,
+    else as this process last saw it (no database read on the hand-off)."""
+    if end.step == 0:
+        size = input_size(end.output)
+        remember_size(end.job_id, size)
+        return size
+    return end.job_size if end.job_size is not None else known_size(end.job_id)
+
+
+def plan_end(end: StageEnd, durations: dict[int, float] | None = None,
+             rates: dict[int, float] | None = None) -> dict[str, Any] | None:
     """The plan the store applies for ``end``, or None when it needs the general path.
 
-    ``durations``: mean past seconds per step of this pipeline (for the ETA), if known.
+    ``durations``: mean past seconds per step of this pipeline, and ``rates``: past seconds per unit of
+    size, if known (for the ETA: scaled by the job's size as :func:`pipelines.progress.estimate_eta` does).
     """
     pipeline = get_pipeline(end.pipeline)
     if pipeline is None or end.step >= len(pipeline.steps):
         return None
+    size = size_of(end)
+
+    def history(index: int) -> dict[str, float] | None:
+        steps = len(pipeline.steps)
+        return sized_history(rates, size, steps, index) or history_of(durations, steps, index)
     step = pipeline.steps[end.step]
     total = pipeline.total_weight
     plan: dict[str, Any] = {
@@ -83,7 +101,7 @@ def plan_end(end: StageEnd, durations: dict[int, float] | None = None) -> dict[s
         "self": {"p_before": pipeline.weight_before(end.step) / total, "p_weight": step.weight / total,
                  "cap": step.concurrency, "queue": step.actors[0].queue_name,
                  "join": "object" if step.kind == "parallel" else "list",
-                 "history": history_of(durations, len(pipeline.steps), end.step)},
+                 "history": history(end.step)},
         "next": None,
     }
     index = end.step + 1
@@ -97,7 +115,7 @@ def plan_end(end: StageEnd, durations: dict[int, float] | None = None) -> dict[s
     plan["next"] = {
         "kind": following.kind, "name": following.name, "step_text": following.name.replace("_", " ").capitalize(),
         "progress": round(100.0 * pipeline.weight_before(index) / total, 2), "cap": following.concurrency,
-        "runs": _runs_of(following), "history": history_of(durations, len(pipeline.steps), index),
+        "runs": _runs_of(following), "history": history(index),
     }
     return plan
 
@@ -125,10 +143,11 @@ def outbox_for(end: StageEnd, applied: Applied) -> Outbox:
             values, items_total = dict.fromkeys(range(len(step.actors)), value), len(step.actors)
         else:
             values, items_total = {-1: value}, None
+    size = size_of(end)
     for run in applied.new_runs:
         item = int(run["item"])
         index = max(item, 0)
         outbox.dispatches.append(Dispatch(
             step.actor_for(index).actor_name, values[item], end.job_id, int(run["id"]), str(run["token"]), None,
-            step.policy_for(index).time_limit, items_total, False, end.pipeline))
+            step.policy_for(index).time_limit, items_total, False, end.pipeline, size))
     return outbox

@@ -107,6 +107,20 @@ def _first_outputs(session: Session, job_ids: list[str]) -> dict[str, Any]:
     return {job_id: output for job_id, output in rows}
 
 
+def remember_size(job_id: str, size: float | None) -> None:
+    """Keep ``job_id``'s size, known for good once its first step has completed."""
+    with _history_lock:
+        if len(_sizes) >= SIZES_KEPT:
+            _sizes.clear()
+        _sizes[job_id] = size
+
+
+def known_size(job_id: str) -> float | None:
+    """The size of ``job_id`` if this process has seen it, without asking the database."""
+    with _history_lock:
+        return _sizes.get(job_id)
+
+
 def job_size(session: Session, job_id: str) -> float | None:
     """The size of ``job_id`` (see :func:`input_size`), or None before its first step completed."""
     if job_id in _sizes:
@@ -114,11 +128,17 @@ def job_size(session: Session, job_id: str) -> float | None:
     outputs = _first_outputs(session, [job_id])
     size = input_size(outputs[job_id]) if job_id in outputs else None
     if job_id in outputs:  # known for good: remember it
-        with _history_lock:
-            if len(_sizes) >= SIZES_KEPT:
-                _sizes.clear()
-            _sizes[job_id] = size
+        remember_size(job_id, size)
     return size
+
+
+def cached_rates(pipeline: str) -> dict[int, float] | None:
+    """The cached past seconds per unit of size of ``pipeline``'s steps, or None when stale or never read."""
+    with _history_lock:
+        cached = _rates.get(pipeline)
+    if cached and time.monotonic() - cached[0] < HISTORY_TTL:
+        return cached[1]
+    return None
 
 
 def past_rates(session: Session, pipeline: str) -> dict[int, float]:

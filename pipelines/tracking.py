@@ -37,6 +37,7 @@ from pipelines.dispatch import (
     JOB_OPTION,
     PIPELINE_OPTION,
     RUN_OPTION,
+    SIZE_OPTION,
     TOKEN_OPTION,
     Outbox,
     send,
@@ -76,10 +77,11 @@ class ActiveRun:
     item: int = -1
     pipeline: str = ""
     items_total: int | None = None
+    job_size: float | None = None
 
     def end(self, output: Any) -> StageEnd:
         return StageEnd(self.job_id, self.run_id, self.token, self.pipeline, self.step, self.item, output,
-                        self.started_at, self.items_total)
+                        self.started_at, self.items_total, self.job_size)
 
 
 class RunReporter:
@@ -266,7 +268,8 @@ class StageTracking(Middleware):
             raise SkipMessage("the worker is shutting down")
         active = ActiveRun(message.options[JOB_OPTION], run_id, message.options[TOKEN_OPTION],
                            pipeline=message.options.get(PIPELINE_OPTION) or "",
-                           items_total=message.options.get(ITEMS_OPTION))
+                           items_total=message.options.get(ITEMS_OPTION),
+                           job_size=message.options.get(SIZE_OPTION))
         if fetched is not None:
             run = engine.ClaimedRun(*fetched[2]) if fetched[2] is not None else None
         else:
@@ -331,7 +334,8 @@ class StageTracking(Middleware):
         if exception is None:
             if session.get_bind().dialect.name == "sqlite":  # the end's plan, applied in this transaction
                 end = active.end(result)
-                plan = plan_end(end, progress.past_durations(session, end.pipeline) if end.pipeline else None)
+                plan = plan_end(end, progress.past_durations(session, end.pipeline),
+                                progress.past_rates(session, end.pipeline)) if end.pipeline else plan_end(end)
                 # Other ends of this job recorded in this transaction the general way must be written first.
                 write_and_forget(session, end.job_id)
                 applied = sqlitestore.apply_ends(session.connection(), [plan])[0] if plan else None

@@ -99,11 +99,13 @@ class EndWriter:
 
     def write(self, ends: list[StageEnd]) -> None:
         """Record ``ends``: their plans in one call, the rest the general way; then send what follows."""
+        from pipelines.progress import cached_rates
+
         durations = _durations({end.pipeline for end in ends})
         planned: list[tuple[StageEnd, dict[str, Any]]] = []
         general: list[StageEnd] = []
         for end in sorted(ends, key=lambda e: e.job_id):  # one lock order for every writer
-            plan = plan_end(end, durations.get(end.pipeline))
+            plan = plan_end(end, durations.get(end.pipeline), cached_rates(end.pipeline))
             if plan is None:
                 general.append(end)
             else:
@@ -157,7 +159,7 @@ def _durations(pipelines: set[str]) -> dict[str, dict[int, float]]:
     missing = []
     for name in pipelines:
         cached = progress.cached_durations(name)
-        if cached is None:
+        if cached is None or progress.cached_rates(name) is None:
             missing.append(name)
         else:
             result[name] = cached
@@ -166,6 +168,7 @@ def _durations(pipelines: set[str]) -> dict[str, dict[int, float]]:
             with transaction() as session:
                 for name in missing:
                     result[name] = progress.past_durations(session, name)
+                    progress.past_rates(session, name)  # cached for plan_end's sized ETA
         except Exception:  # an ETA is not worth an end: plan without history
             logger.debug("Could not read past step durations", exc_info=True)
     return result

@@ -113,6 +113,21 @@ def test_the_glossary_spells_terms_and_prompts_the_transcriber():
     assert respell(heard, ["write-ahead log", "B-tree", "TextRank", "photosynthesis"]) == (
         "The write-ahead log and the B-tree. TextRank ranks. Photosynthesis works. The writer had a log.")
     assert respell("the mitochondrion", ["mitochondria"]) == "the mitochondrion"  # another form, not a mishearing
+    # a letter doubled or dropped inside a word, with the same ending, is a misspelling to respell
+    assert respell("Then Belman-Ford runs; the belman ford way.", ["Bellman-Ford"]) == (
+        "Then Bellman-Ford runs; the Bellman-Ford way.")
+    assert respell("more transactions, the checkpoints", ["transaction", "checkpoint"]) == (
+        "more transactions, the checkpoints")
+
+
+def test_respelling_leaves_ordinary_words_and_correct_text_alone():
+    every_term = [term for lecture in LECTURES for term in lecture.glossary]
+    for lecture in LECTURES:  # spelled right already, next to every other lecture's terms
+        assert respell(lecture.text, every_term) == lecture.text, lecture.name
+    ordinary = ("The writer had a log of the central park, the interest rate and the inflated prices. A bellman "
+                "rang; Ford cars passed the telephone. The vertex and its edge. Checking points, deflating tyres, "
+                "a consumer's price, a cellular phone, the exit planet and the Dexter lab.")
+    assert respell(ordinary, every_term) == ordinary
 
 
 def test_every_glossary_term_the_lecture_explains_gets_a_definition():

@@ -193,7 +193,7 @@ def test_ends_written_behind_leave_a_job_as_the_general_path_does(monkeypatch, p
     try:
         planned = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"], timeout=60)
         # When the same job's ends all take the general path
-        monkeypatch.setattr("pipelines.writer.plan_end", lambda end, durations=None: None)
+        monkeypatch.setattr("pipelines.writer.plan_end", lambda end, durations=None, rates=None: None)
         general = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"], timeout=60)
     finally:
         worker.stop()

@@ -135,3 +135,65 @@ def test_the_engine_scales_past_durations_by_the_jobs_item_count(db, stub_broker
     # Then it is told what 2 items took before (2 s per item; 0.5 s per item for the rest), not the mean
     assert eta == pytest.approx(2 * 2.0 + 2 * (0.125 + 0.25 + 0.125))
     assert plain is not None and plain["self"] + plain["after"] == pytest.approx(12.0 + 0.75 + 1.5 + 0.75)
+
+
+def test_the_fast_hand_off_scales_the_eta_by_the_jobs_size_as_the_slow_path_does(db, stub_broker, monkeypatch):
+    from sqlalchemy import select
+
+    from pipelines import engine
+    from pipelines.db import autocommit, transaction
+    from pipelines.definition import get_pipeline
+    from pipelines.jobrow import lock_job
+    from pipelines.jobs import get_job, start_job
+    from pipelines.tracking import ActiveRun, StageTracking
+
+    monkeypatch.setattr(progress, "HISTORY_TTL", 0.0)  # no history cached by earlier tests
+    demo = get_pipeline("demo")
+    assert demo is not None
+    # Given two past demo jobs of 4 items (after the first step: 10 s in all, 2.5 s per item)
+    with transaction() as session:
+        _job(session, 4, [1.0, 8.0, 0.5, 1.0, 0.5])
+        _job(session, 4, [1.0, 8.0, 0.5, 1.0, 0.5])
+        plain = history_of(progress.past_durations(session, "demo"), 5, 1)
+    assert plain is not None
+    # When a job of 8 items ends its first step on the planned (fast) path
+    job_id = start_job(pipeline="demo", input={"items": 8})["id"]
+    with transaction() as session:
+        run = session.scalars(select(StageRun).where(StageRun.job_id == job_id, StageRun.step == 0)).one()
+        token = run.dispatch_token or ""
+    with autocommit() as connection:
+        got = engine.claim(connection, job_id, run.id, token, 10.0, first_step=True)
+    assert got is not None
+    items = [{"index": i, "sleep": 0.0, "fail": False, "fail_mode": "permanent", "fail_times": 1} for i in range(8)]
+
+    def general_path(*args, **kwargs):
+        raise AssertionError("the end took the general path")
+
+    monkeypatch.setattr(engine, "complete", general_path)
+    with transaction() as session:
+        outbox = StageTracking._finish(session, ActiveRun(job_id, run.id, token, got.started_at, 0, -1, "demo"),
+                                       items, None)
+    fast = get_job(job_id)["eta_seconds"]
+    # Then its ETA is twice the past jobs' time, as the general path's estimate for the same moment says
+    with transaction() as session:
+        job = lock_job(session, job_id)
+        assert job is not None
+        slow = progress.estimate_eta(session, job, demo, 1, 0.0)
+    assert slow == pytest.approx(2 * (plain["self"] + plain["after"]))
+    assert fast == pytest.approx(slow, rel=0.05)
+    # and the next stage's messages carry the size, so the ends of its items need no database read for it
+    assert outbox.dispatches and all(d.job_size == 8.0 for d in outbox.dispatches)
+
+
+def test_an_item_end_plans_a_sized_eta_from_the_size_its_message_carried(db, stub_broker):
+    from pipelines.handoff import StageEnd, plan_end
+
+    progress._sizes.clear()  # a process that never saw this job's first step
+    rates = {1: 2.0, 2: 0.125, 3: 0.25, 4: 0.125}
+    durations = {0: 1.0, 1: 8.0, 2: 0.5, 3: 1.0, 4: 0.5}
+    end = StageEnd("job-x", 1, "token", "demo", 1, 0, {"index": 0}, None, 8, job_size=8.0)
+    plan = plan_end(end, durations, rates)
+    assert plan is not None
+    assert plan["self"]["history"] == {"self": pytest.approx(16.0), "after": pytest.approx(4.0)}
+    unsized = plan_end(StageEnd("job-x", 1, "token", "demo", 1, 0, {"index": 0}, None, 8), durations, rates)
+    assert unsized is not None and unsized["self"]["history"] == {"self": 8.0, "after": 2.0}

@@ -33,8 +33,8 @@ def test_the_planned_path_ends_a_job_as_the_general_path_does(stub_worker, monke
     planned = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"])
     assert outcomes["advanced"] > 0 and sum(outcomes.values()) > outcomes["slow"]
     # When the same job runs through the general path only
-    monkeypatch.setattr(handoff, "plan_end", lambda end, durations=None: None)
-    monkeypatch.setattr("pipelines.tracking.plan_end", lambda end, durations=None: None)
+    monkeypatch.setattr(handoff, "plan_end", lambda end, durations=None, rates=None: None)
+    monkeypatch.setattr("pipelines.tracking.plan_end", lambda end, durations=None, rates=None: None)
     general = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"])
     # Then both leave the job the same
     assert comparable_job(planned) == comparable_job(general)
