@@ -70,7 +70,7 @@ class InvalidModelOutput(PermanentError):
 
 
 class MediaTooLarge(PermanentError):
-    """Raised when media is over a cap: duration, video frame size or image pixels (see :mod:`actors.caps`)."""
+    """Raised when media is over a cap: duration, video frame size or image pixels (see :mod:`actors.media.caps`)."""
 
     code = "media_too_large"
 

@@ -31,7 +31,7 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.rate_limits import ConcurrentRateLimiter, RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 
-from actors.broker import current_broker, redis_client
+from actors.broker.build import current_broker, redis_client
 from actors.errors import RateLimited
 from conveyor.config import settings
 

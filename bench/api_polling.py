@@ -99,13 +99,13 @@ def prepare(env: dict[str, str], jobs: int) -> tuple[str, list[str]]:
     """Migrate, create a user and ``jobs`` processing jobs (rows only: no worker runs here)."""
     code = f"""
 import json
-from pipelines.migrate import upgrade
+from pipelines.store.migrate import upgrade
 upgrade()
-from pipelines.db import transaction
-from pipelines.models import Job
-from pipelines.users import create_user
+from pipelines.store.db import transaction
+from pipelines.store.models import Job
+from pipelines.services.users import create_user
 from pipelines.definition import get_pipeline
-from pipelines.engine import initial_summary
+from pipelines.engine.machine import initial_summary
 from pipelines.worker import setup
 setup()
 user = create_user("bench")
@@ -362,7 +362,7 @@ def main() -> None:
 
             client = redis.Redis.from_url(REDIS_URL)
         else:
-            from actors.broker import embedded_redis_client
+            from actors.broker.build import embedded_redis_client
 
             client = embedded_redis_client(var)
         held, held_fast, fast_so_far = 0, 0, True

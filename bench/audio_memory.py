@@ -35,8 +35,8 @@ def child(mode: str, audio: Path, storage: Path) -> None:
     sys.path.insert(0, str(ROOT))
     started = time.monotonic()
     if mode == "streaming":
-        from actors.audio_stages import prepare_audio, split_audio
-        from actors.storage import get_storage, new_key, ref
+        from actors.files.storage import get_storage, new_key, ref
+        from actors.stages.audio import prepare_audio, split_audio
 
         key = new_key("uploads", audio.name)
         get_storage().put_file(key, audio)
@@ -45,8 +45,8 @@ def child(mode: str, audio: Path, storage: Path) -> None:
     else:
         import numpy as np
 
-        from actors.ffmpeg import run_ffmpeg
-        from actors.media import AudioSegment
+        from actors.media.audio import AudioSegment
+        from actors.media.ffmpeg import run_ffmpeg
 
         pcm = run_ffmpeg(["-i", str(audio), "-vn", "-f", "s16le", "-ac", "1", "-ar", "16000", "pipe:1"])
         segment = AudioSegment(data=pcm, sample_width=2, frame_rate=16000, channels=1)

@@ -120,8 +120,8 @@ def soak(args: argparse.Namespace, scratch: str, redis_server: Redis, database_u
     os.environ.update({k: env[k] for k in ("CONVEYOR_BROKER", "REDIS_URL", "DATABASE_URL", "CONVEYOR_VAR_DIR")})
     from sqlalchemy.exc import OperationalError
 
-    from pipelines.jobs import start_job
-    from pipelines.migrate import upgrade
+    from pipelines.services.jobs import start_job
+    from pipelines.store.migrate import upgrade
 
     upgrade(database_url)
     log = Path(scratch) / "workers.log"

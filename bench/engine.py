@@ -195,7 +195,7 @@ class Bench:
         return (time.monotonic() - t0) / FANOUTS
 
     def start_jobs(self, pipeline: str, inputs: list[dict]) -> list[str]:
-        from pipelines.jobs import start_job
+        from pipelines.services.jobs import start_job
 
         return [start_job(pipeline=pipeline, input=value)["id"] for value in inputs]
 
@@ -294,8 +294,8 @@ def main() -> None:
 
 
 def run(database_url: str, rounds: int, process_counts: list[int]) -> None:
-    from pipelines.db import dispose_all
-    from pipelines.migrate import analyze, upgrade
+    from pipelines.store.db import dispose_all
+    from pipelines.store.migrate import analyze, upgrade
 
     upgrade(database_url)
     bench = Bench(database_url)

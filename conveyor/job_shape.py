@@ -1,6 +1,6 @@
 """The job object of the REST contract, declared once.
 
-The store keeps the stage summary in the job row in this shape, :func:`pipelines.jobs.serialize`
+The store keeps the stage summary in the job row in this shape, :func:`pipelines.services.jobs.serialize`
 maps a row to :class:`JobOut`, the API answers with it and its OpenAPI description is generated
 from it. The statuses live in :mod:`conveyor.statuses`, which the client imports without pydantic.
 """
@@ -23,7 +23,7 @@ class ItemCounts(TypedDict):
     failed: int
 
 
-# A TypedDict, not a model: the hand-off path (pipelines.sqlitestore, and the same in PL/pgSQL) changes
+# A TypedDict, not a model: the hand-off path (pipelines.engine.sqlitestore, and the same in PL/pgSQL) changes
 # these entries at every stage's end as plain JSON; a TypedDict types them at no cost there.
 class StageOut(TypedDict):
     """One step of the job: its status, progress (0–100), attempts and, for a step with items, their counts."""

@@ -18,7 +18,7 @@ class JobStatus(StrEnum):
     CANCELED = "canceled"
 
 
-# A step's runs have statuses of their own (pipelines.models.RunStatus); the API shows this one.
+# A step's runs have statuses of their own (pipelines.store.models.RunStatus); the API shows this one.
 class StageStatus(StrEnum):
     """A step's status in the job's stage summary."""
 

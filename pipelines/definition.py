@@ -148,7 +148,7 @@ class Pipeline:
     description: str = ""
     input_model: type[BaseModel] = EmptyInput
     #: ``(session, input, user_id) -> input``: turns the validated input into what the first stage
-    #: receives (e.g. looking up another job's result). Raise ``pipelines.jobs.InvalidJobInput`` to refuse.
+    #: receives (e.g. looking up another job's result). Raise ``pipelines.services.jobs.InvalidJobInput`` to refuse.
     prepare_input: Callable[[Any, dict[str, Any], str | None], dict[str, Any]] | None = field(
         default=None, repr=False)
     #: The provider capabilities its stages call (``"transcribe"``, ``"tts"``...; see

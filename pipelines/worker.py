@@ -28,18 +28,19 @@ import dramatiq
 from dramatiq.middleware import Retries, TimeLimit
 
 from actors.binding import DeferredActor
-from actors.broker import create_broker, current_broker
-from actors.webhooks import deliver_webhook
+from actors.broker.build import create_broker, current_broker
+from actors.stages.webhooks import deliver_webhook
 from conveyor.config import settings
 from conveyor.logs import configure_logging, use_json_logs
-from pipelines import hooks, stats, webhooks
 from pipelines.definition import Pipeline, Registry, current_registry, use_registry
-from pipelines.tracking import StageTracking, quiet_expected_warnings
+from pipelines.engine import hooks
+from pipelines.engine.tracking import StageTracking, quiet_expected_warnings
+from pipelines.services import stats, webhooks
 
 logger = logging.getLogger(__name__)
 
 #: The modules that declare the built-in pipelines; ``CONVEYOR_PIPELINES`` adds the developer's own.
-BUILTIN_PIPELINE_MODULES = ("pipelines.audio", "pipelines.visual", "pipelines.builtin")
+BUILTIN_PIPELINE_MODULES = ("pipelines.catalog.audio", "pipelines.catalog.visual", "pipelines.catalog.builtin")
 
 _set_up: dramatiq.Broker | None = None
 

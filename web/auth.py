@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from pipelines.users import token_generation, user_for_token
+from pipelines.services.users import token_generation, user_for_token
 from web.errors import Problem
 
 #: Query parameters that would carry a bearer token; a request using one is refused.

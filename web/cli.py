@@ -66,7 +66,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database to the newest schema."""
-    from pipelines.migrate import upgrade
+    from pipelines.store.migrate import upgrade
 
     upgrade()
     click.echo("database is up to date")
@@ -75,7 +75,7 @@ def db_upgrade() -> None:
 @main.command()
 def reconcile() -> None:
     """Re-send stage runs whose message or worker was lost (one pass)."""
-    from pipelines.reconciler import reconcile_once
+    from pipelines.engine.reconciler import reconcile_once
     from pipelines.worker import setup
 
     setup()
@@ -104,7 +104,7 @@ def _port_default() -> int:
 @click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads, help="Worker threads.")
 def dev(port: int, host: str, threads: int) -> None:
     """Run everything in one process: the web app and an embedded worker (SQLite and Redis under var/)."""
-    from pipelines.migrate import upgrade
+    from pipelines.store.migrate import upgrade
     from web.devserver import run_dev
 
     upgrade()
@@ -132,8 +132,8 @@ def _ready_database() -> None:
     database that could not be created are removed again."""
     import shutil
 
-    from pipelines.db import dispose_all
-    from pipelines.migrate import is_current, upgrade
+    from pipelines.store.db import dispose_all
+    from pipelines.store.migrate import is_current, upgrade
 
     url = settings().database_url
     if not url.startswith("sqlite"):
@@ -155,7 +155,7 @@ def _ready_database() -> None:
 @click.argument("name")
 def users_create(name: str) -> None:
     """Create a user; prints its token alone on the last line (it is shown only once)."""
-    from pipelines.users import create_user
+    from pipelines.services.users import create_user
 
     _ready_database()
     user = create_user(name)
@@ -168,7 +168,7 @@ def users_create(name: str) -> None:
 def users_link(name: str) -> None:
     """A dashboard sign-in link for the user NAME, with a new token (its previous token stops working)."""
     from conveyor.errors import UserNotFound
-    from pipelines.users import rotate_token
+    from pipelines.services.users import rotate_token
     from pipelines.worker import ensure_setup
     from web.devserver import save_token, sign_in_link
 
@@ -192,7 +192,7 @@ def users_token(name: str) -> None:
     Prints the new token alone on the last line (it is shown only once).
     """
     from conveyor.errors import UserNotFound
-    from pipelines.users import rotate_token
+    from pipelines.services.users import rotate_token
     from pipelines.worker import ensure_setup
 
     ensure_setup()  # the broker's Redis carries the old token's revocation to every process
@@ -209,7 +209,7 @@ def users_token(name: str) -> None:
 def users_revoke(name: str) -> None:
     """Revoke every token of a user (by name or id), and the grants and file links made with them."""
     from conveyor.errors import UserNotFound
-    from pipelines.users import revoke_tokens
+    from pipelines.services.users import revoke_tokens
     from pipelines.worker import ensure_setup
 
     ensure_setup()  # the broker's Redis carries the revocation to every process
@@ -226,7 +226,7 @@ def clock() -> None:
     import signal
     import threading
 
-    from pipelines.clock import run_clock
+    from pipelines.services.clock import run_clock
     from pipelines.worker import setup
 
     setup()  # the broker the reconciler re-sends on

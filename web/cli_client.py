@@ -15,7 +15,7 @@ from conveyor.config import client_settings
 from conveyor.render import readable
 from conveyor.statuses import TERMINAL
 
-#: The JSON Schema ``format`` of a file input (as :data:`pipelines.inputs.FILE_FORMAT`).
+#: The JSON Schema ``format`` of a file input (as :data:`pipelines.catalog.inputs.FILE_FORMAT`).
 FILE_FORMAT = "conveyor-file"
 
 

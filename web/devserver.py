@@ -42,7 +42,7 @@ def sign_in_token(name: str) -> str:
     user gets a new token (its old one stops working), or is created when no user has that name.
     """
     from conveyor.errors import UserNotFound
-    from pipelines.users import create_user, rotate_token
+    from pipelines.services.users import create_user, rotate_token
 
     token = saved_token(name)
     if token is not None:
@@ -57,7 +57,7 @@ def sign_in_token(name: str) -> str:
 
 def saved_token(name: str) -> str | None:
     """The sign-in token kept on this machine for ``name``, while it still works."""
-    from pipelines.users import user_for_token
+    from pipelines.services.users import user_for_token
 
     path = _token_file(name)
     if not path.is_file():
@@ -81,7 +81,7 @@ def sign_in_link(token: str, host: str = "127.0.0.1", port: int | None = None) -
 
 def first_user_link(host: str, port: int) -> tuple[str, str]:
     """The first user's name and a dashboard link that signs it in (a user ``dev`` is made on a fresh database)."""
-    from pipelines.users import first_user_name
+    from pipelines.services.users import first_user_name
 
     name = first_user_name() or "dev"
     return name, sign_in_link(sign_in_token(name), host, port)
@@ -117,7 +117,7 @@ def run_dev(host: str, port: int, threads: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop_gracefully())
     worker = start_embedded_worker(threads)
     app = create_app()
-    from pipelines.users import first_user_name
+    from pipelines.services.users import first_user_name
 
     existing = first_user_name()
     replaced = existing is not None and saved_token(existing) is None

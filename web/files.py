@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, current_app, request, send_file
 from flask_openapi3 import APIBlueprint, Tag
 
-from pipelines.files import get_file, open_download, save_upload
+from pipelines.services.files import get_file, open_download, save_upload
 from web.auth import FILE_GRANT_SECONDS, current_user_id, grant_for
 from web.errors import Problem
 from web.ratelimit import check_upload_rate, count_upload_bytes

@@ -34,7 +34,7 @@ def post_fork(server, worker) -> None:  # noqa: ANN001 - gunicorn's hook signatu
     """
     import sys
 
-    db = sys.modules.get("pipelines.db")
+    db = sys.modules.get("pipelines.store.db")
     if db is not None:
         db.dispose_all()
 

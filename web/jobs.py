@@ -11,7 +11,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from conveyor.job_shape import JobOut
 from conveyor.statuses import TERMINAL, JobStatus
-from pipelines.jobs import (
+from pipelines.services.jobs import (
     InvalidJobInput,
     cancel_job,
     check_request,

@@ -9,9 +9,9 @@ from flask import Response, abort, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from conveyor.config import settings
-from pipelines.metrics import render_metrics
-from pipelines.stats import health, stats
-from pipelines.webhooks import unseen_finished_jobs, webhook_secret
+from pipelines.services.metrics import render_metrics
+from pipelines.services.stats import health, stats
+from pipelines.services.webhooks import unseen_finished_jobs, webhook_secret
 from web.auth import current_user_id
 from web.schemas import (
     HealthOut,

@@ -2,7 +2,7 @@
 
 The stream starts with the job as it is now (a ``status`` event), then sends ``progress``,
 ``stage`` and ``status`` events, each carrying the whole job JSON, and ends after a terminal
-status. Notices come from :mod:`pipelines.streams` (Redis pub/sub shared by all streams of
+status. Notices come from :mod:`pipelines.services.streams` (Redis pub/sub shared by all streams of
 the process through one connection, or in-process queues without Redis); on each, the job is
 read again (one query), so a lost or merged notice never leaves a client with stale data. A comment
 line after 15 s without a write keeps proxies from closing the connection, and lets the server
@@ -24,8 +24,8 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from conveyor.errors import JobNotFound
 from conveyor.statuses import TERMINAL
-from pipelines import streams
-from pipelines.jobs import get_job, get_jobs
+from pipelines.services import streams
+from pipelines.services.jobs import get_job, get_jobs
 from web.auth import current_user_id
 from web.schemas import JobPath, ProblemOut
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
-from pipelines.jobs import NUL, nul_fields
+from pipelines.services.jobs import NUL, nul_fields
 from web.errors import Problem
 
 #: Request headers whose values are stored.

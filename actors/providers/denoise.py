@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 
 from actors.errors import InvalidMedia, PermanentError
-from actors.ffmpeg import ffmpeg_exe, input_args
-from actors.media import encode_audio, stream_pcm
+from actors.media.audio import encode_audio, stream_pcm
+from actors.media.ffmpeg import ffmpeg_exe, input_args
 from actors.providers import pick
 from conveyor.config import settings
 

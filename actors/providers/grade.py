@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from actors.errors import InvalidInput, InvalidMedia
-from actors.ffmpeg import probe, run_ffmpeg
+from actors.media.ffmpeg import probe, run_ffmpeg
 
 #: Preset name -> ffmpeg filter chain.
 PRESETS: dict[str, str] = {

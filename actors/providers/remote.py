@@ -25,8 +25,8 @@ import httpx
 
 from actors.context import StageContext, current_stage
 from actors.errors import InvalidMedia, PermanentError, TransientError
-from actors.ffmpeg import probe
 from actors.limits import provider_slot
+from actors.media.ffmpeg import probe
 from conveyor.config import settings
 
 HTTP_TIMEOUT = httpx.Timeout(120.0, connect=10.0)  #: s per request

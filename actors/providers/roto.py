@@ -30,10 +30,10 @@ import numpy as np
 
 from actors.context import current_stage
 from actors.errors import InvalidMedia
-from actors.ffmpeg import run_ffmpeg
+from actors.media.ffmpeg import run_ffmpeg
+from actors.media.video import read_frames, video_meta, write_frames
 from actors.providers import LOCAL, pick
 from actors.providers.remote import PollSchedule, RemoteProvider, answered, saved_or_new, upload_file
-from actors.video import read_frames, video_meta, write_frames
 
 PROCESS_WIDTH = 192  #: px; frames are segmented at this width
 PLATE_FRAMES = 40  #: frames sampled for the background plate

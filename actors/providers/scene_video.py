@@ -9,7 +9,7 @@ The local clip is a title card of the scene's description with a slow zoom (ffmp
 and the description read aloud by the local voice. Luma Dream Machine generates a clip from the
 description as a prompt (``POST /dream-machine/v1/generations``, polled with ``GET .../{id}``:
 queued/dreaming/completed/failed) and the narration is laid over it, its last frame held while
-the narration runs on. Every clip leaves here in :data:`actors.video.CLIP_FORMAT`.
+the narration runs on. Every clip leaves here in :data:`actors.media.video.CLIP_FORMAT`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 from actors.context import current_stage
 from actors.errors import InvalidInput
-from actors.ffmpeg import probe
+from actors.media.ffmpeg import probe
+from actors.media.video import CLIP_FORMAT, normalize_clip, render_title_card, zoom_clip
 from actors.providers import LOCAL, pick
 from actors.providers.remote import PollSchedule, RemoteProvider
 from actors.providers.tts import speak
-from actors.video import CLIP_FORMAT, normalize_clip, render_title_card, zoom_clip
 
 CHUNK_CHARS = 280  #: target length of a character chunk when the script has no sentences
 STORYBOARD_FALLBACK = "storyboard_fallback"  #: the warning of a storyboard cut into character chunks

@@ -1,7 +1,7 @@
 """Talking video: an avatar speaking an audio track, locally or with D-ID.
 
 The local provider animates the avatar's jaw and mouth from the audio's loudness: each frame's
-RMS (see :func:`actors.video.frame_loudness`) stretches the chin region down and opens a dark
+RMS (see :func:`actors.media.video.frame_loudness`) stretches the chin region down and opens a dark
 mouth there. It is lip movement in time with the sound, not lip-sync of phonemes.
 
 D-ID: the audio is uploaded (``POST /audios``), a talk is created (``POST /talks`` with the
@@ -19,12 +19,12 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from actors.context import current_stage
 from actors.errors import InvalidMedia
-from actors.ffmpeg import probe
+from actors.files.storage import local_copy
+from actors.media.ffmpeg import probe
+from actors.media.video import frame_loudness, read_samples, write_frames
 from actors.providers import LOCAL, pick
 from actors.providers.avatar import DIDAvatars, MouthSpot, read_mouth
 from actors.providers.remote import PollSchedule, RemoteProvider, answered, saved_or_new, upload_file
-from actors.storage import local_copy
-from actors.video import frame_loudness, read_samples, write_frames
 
 FPS = 25
 LEVELS = 24  #: distinct mouth openings rendered (frames reuse them)

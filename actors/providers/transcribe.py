@@ -20,8 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from actors.glossary import prompt, respell
-from actors.media import decode_pcm, encode_audio, is_silent
+from actors.media.audio import decode_pcm, encode_audio, is_silent
+from actors.media.glossary import prompt, respell
 from actors.providers import openai_client, pick
 from conveyor.config import offline_model_hub, settings
 

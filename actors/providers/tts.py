@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 
 from actors.errors import InvalidInput, PermanentError
-from actors.ffmpeg import run_ffmpeg
 from actors.limits import provider_slot
+from actors.media.ffmpeg import run_ffmpeg
 from actors.providers import LOCAL, choose, require
 from actors.providers.remote import checked, http_client, require_secret
 from conveyor.config import settings

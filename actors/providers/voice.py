@@ -22,10 +22,10 @@ import numpy as np
 from actors.context import current_stage
 from actors.errors import InvalidMedia, PermanentError
 from actors.limits import provider_slot
+from actors.media.video import read_samples
 from actors.providers import LOCAL, missing_modules, pick
 from actors.providers.remote import PROVIDER_ID, http_client, json_of, require_secret
 from actors.providers.tts import PIPER_VOICE, LocalVoice, synthesize_local
-from actors.video import read_samples
 from conveyor.config import settings
 
 RATE = 16000  #: Hz of the analysed samples

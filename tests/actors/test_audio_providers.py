@@ -14,8 +14,8 @@ import openai
 import pytest
 
 from actors.errors import InvalidInput, InvalidModelOutput, PermanentError, classify
-from actors.ffmpeg import ffmpeg_exe
-from actors.media import SAMPLE_RATE, decode_pcm, frame_levels, write_wav
+from actors.media.audio import SAMPLE_RATE, decode_pcm, frame_levels, write_wav
+from actors.media.ffmpeg import ffmpeg_exe
 from actors.providers import choose, pick
 from actors.providers import denoise as dn
 from actors.providers import summarize as sm
@@ -359,4 +359,4 @@ def test_the_glossary_goes_to_openai_as_its_prompt_and_spells_the_transcript(emu
     assert result.text == "The write-ahead log is a file. TextRank ranks."
     assert [w.text for w in result.words][-2] == "TextRank"
     (call,) = emu.calls_to("/v1/audio/transcriptions")
-    assert "prompt" in call.form  # the value is actors.glossary.prompt(...), tested in test_lecture_notes.py
+    assert "prompt" in call.form  # the value is actors.media.glossary.prompt(...), tested in test_lecture_notes.py

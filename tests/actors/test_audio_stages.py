@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from actors import audio_stages as stages
 from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput, InvalidMedia
-from actors.ffmpeg import ffmpeg_exe
-from actors.media import SAMPLE_RATE, decode_pcm
+from actors.files.storage import get_storage, key_of, local_copy, new_key, ref
+from actors.media.audio import SAMPLE_RATE, decode_pcm
+from actors.media.ffmpeg import ffmpeg_exe
+from actors.media.subtitles import MAX_CUE_SECONDS, MAX_LINE_CHARS, cues_for, render
 from actors.providers.summarize import sentences
 from actors.providers.transcribe import Segment, Transcript, Word
-from actors.storage import get_storage, key_of, local_copy, new_key, ref
-from actors.subtitles import MAX_CUE_SECONDS, MAX_LINE_CHARS, cues_for, render
+from actors.stages import audio as stages
 from conveyor.config import configure, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,9 +238,9 @@ def test_noise_removal_and_clean_up_store_an_mp3_of_the_same_length(storage, tmp
 
 @pytest.mark.slow
 def test_a_lecture_notes_job_completes_through_the_engine_with_download_links(stub_worker):
-    from pipelines.db import transaction
-    from pipelines.jobs import start_job
-    from pipelines.models import StoredFile
+    from pipelines.services.jobs import start_job
+    from pipelines.store.db import transaction
+    from pipelines.store.models import StoredFile
     from tests.support.jobs import wait_for_job
 
     key = new_key("uploads", "lecture.mp3")

@@ -10,7 +10,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.common import current_millis
 from dramatiq.message import Message
 
-from actors.doorbell import WORKER_SILENCE, DoorbellRedisBroker
+from actors.broker.doorbell import WORKER_SILENCE, DoorbellRedisBroker
 
 JUNK = b"\x00\xffnot a message"
 
@@ -90,9 +90,9 @@ def test_a_full_consumer_freed_by_an_ack_meanwhile_does_not_wait_on_the_doorbell
     waits: list[str] = []
     monkeypatch.setattr(broker, "wait_for_doorbell", lambda queue, timeout: waits.append(queue))
     # When a worker thread acknowledges the first while the consumer finds itself full
-    import actors.doorbell
+    import actors.broker.doorbell
 
-    monkeypatch.setattr(actors.doorbell.time, "sleep", lambda seconds: consumer.ack(taken))
+    monkeypatch.setattr(actors.broker.doorbell.time, "sleep", lambda seconds: consumer.ack(taken))
     assert next(consumer) is None
     # Then it does not block on the doorbell (nothing would ring it: the second message is already queued)
     assert waits == []

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JOIN = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from actors.broker import embedded_redis_client
+    from actors.broker.build import embedded_redis_client
 
     client = embedded_redis_client(Path(sys.argv[1]))
     print(client.info("server")["run_id"], flush=True)
@@ -46,7 +46,7 @@ def test_processes_that_start_together_share_one_embedded_redis_server(tmp_path)
 # Starts the server (building the broker does, with no REDIS_URL), keeps a few connections open
 # (commands, a subscription), then exits normally.
 OWN_AND_EXIT = textwrap.dedent("""
-    from actors.broker import create_broker
+    from actors.broker.build import create_broker
     from conveyor.config import settings
 
     broker = create_broker(settings())
@@ -77,8 +77,8 @@ def test_the_process_that_started_the_embedded_redis_stops_it_when_it_exits_alon
 LISTEN_AND_EXIT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from actors.broker import embedded_redis_client
-    from pipelines import users
+    from actors.broker.build import embedded_redis_client
+    from pipelines.services import users
 
     client = embedded_redis_client(Path(sys.argv[1]))
     users._listener._start(client)

@@ -24,11 +24,11 @@ from cryptography.x509.oid import NameOID
 from flask import Blueprint, Response, redirect, request
 from werkzeug.serving import make_server
 
-from actors import fetch
 from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput, InvalidMedia, RateLimited, TransientError
-from actors.fetch import check_url, fetch_to_storage, stored_input
-from actors.storage import get_storage, key_of
+from actors.files import fetch
+from actors.files.fetch import check_url, fetch_to_storage, stored_input
+from actors.files.storage import get_storage, key_of
 from conveyor import config
 from tests.emulator import Emulator, start_emulator
 from tests.support.network import StubResolver, assert_no_connection, connects, listener  # noqa: F401

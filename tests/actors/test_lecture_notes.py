@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from actors.glossary import prompt, respell
+from actors.media.glossary import prompt, respell
 from actors.providers import summarize as sm
 from bench.lectures import LECTURES
 

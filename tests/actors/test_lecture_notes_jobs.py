@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.media import SAMPLE_RATE, write_wav
-from actors.storage import get_storage, new_key
+from actors.files.storage import get_storage, new_key
+from actors.media.audio import SAMPLE_RATE, write_wav
 from tests.support.jobs import wait_for_job
 
 
 def _upload(path: Path) -> str:
-    from pipelines.db import transaction
-    from pipelines.models import StoredFile
+    from pipelines.store.db import transaction
+    from pipelines.store.models import StoredFile
 
     key = new_key("uploads", path.name)
     get_storage().put_file(key, path)
@@ -28,7 +28,7 @@ def _upload(path: Path) -> str:
 
 @pytest.mark.parametrize("pipeline", ["lecture_notes", "subtitles"])
 def test_silence_fails_with_no_speech_after_transcription_spending_no_retry(stub_worker, tmp_path, pipeline):
-    from pipelines.jobs import start_job
+    from pipelines.services.jobs import start_job
 
     silence = write_wav(tmp_path / "silence.wav", np.zeros(12 * SAMPLE_RATE, dtype=np.int16))
     field = "audio" if pipeline == "lecture_notes" else "media"
@@ -43,7 +43,7 @@ def test_silence_fails_with_no_speech_after_transcription_spending_no_retry(stub
 
 
 def test_a_transcript_takes_the_place_of_audio_and_the_glossary_spells_it(stub_worker):
-    from pipelines.jobs import start_job
+    from pipelines.services.jobs import start_job
 
     text = ("Good morning. Today we look at how a database survives a crash. A right-ahead log is a file where "
             "the database records every change before it applies it. Copying the changed pages to disk is "

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from actors.errors import InvalidMedia
-from actors.ffmpeg import ffmpeg_exe
-from actors.media import (
+from actors.media.audio import (
     SAMPLE_RATE,
     check_audio,
     decode_pcm,
@@ -24,6 +23,7 @@ from actors.media import (
     stream_pcm,
     write_wav,
 )
+from actors.media.ffmpeg import ffmpeg_exe
 
 #: (burst s, pause s) pattern of the synthetic "speech": pauses of 0.6 s between bursts of 2-9 s.
 BURSTS = [3.1, 7.4, 2.2, 8.6, 5.0, 4.3, 6.8, 2.9, 8.1, 3.6, 5.5, 7.7, 2.4, 6.1, 4.8, 8.9, 3.3, 5.9, 7.1, 4.0]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from actors import audio_stages, visual_stages
 from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput, classify
 from actors.stage import RetryPolicy, StageFailure, actor_policy, stage_actor
 from actors.stage_inputs import ChunkInput
+from actors.stages import audio as audio_stages
+from actors.stages import visual as visual_stages
 from pipelines.definition import DefinitionError, Pipeline, fan_out, stage
-from pipelines.jobs import start_job
+from pipelines.services.jobs import start_job
 from pipelines.worker import add_pipeline
 from tests.support.jobs import wait_for_job
 

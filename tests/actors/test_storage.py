@@ -12,9 +12,9 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-import actors.storage as storage_module
-from actors.s3 import S3Storage, content_disposition
-from actors.storage import LocalStorage, get_storage, local_copy, store_output
+import actors.files.storage as storage_module
+from actors.files.s3 import S3Storage, content_disposition
+from actors.files.storage import LocalStorage, get_storage, local_copy, store_output
 from conveyor import config
 from conveyor.errors import StorageError
 

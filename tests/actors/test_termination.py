@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import signal
 
-from actors import termination
-from actors.termination import DUPLICATE_WINDOW, DuplicateSigtermGuard, tolerate_duplicate_sigterm
+from actors.broker import termination
+from actors.broker.termination import DUPLICATE_WINDOW, DuplicateSigtermGuard, tolerate_duplicate_sigterm
 
 
 def test_a_sigterm_repeated_at_once_is_ignored_and_a_later_one_still_reaches_the_handler(monkeypatch):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from actors.errors import InvalidMedia
-from actors.ffmpeg import probe, run_ffmpeg
-from actors.video import (
+from actors.media.ffmpeg import probe, run_ffmpeg
+from actors.media.video import (
     CLIP_FORMAT,
     ClipFormat,
     concat_clips,

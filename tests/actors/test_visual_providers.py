@@ -23,7 +23,9 @@ from actors.errors import (
     TransientError,
     classify,
 )
-from actors.ffmpeg import probe, run_ffmpeg
+from actors.files.storage import store_output
+from actors.media.ffmpeg import probe, run_ffmpeg
+from actors.media.video import CLIP_FORMAT, read_frames, read_samples, write_frames
 from actors.providers.avatar import DIDAvatars, crop_avatar, parse_avatar_id, read_mouth
 from actors.providers.grade import PRESETS, grade
 from actors.providers.roto import ReplicateRoto, matte_local
@@ -31,8 +33,6 @@ from actors.providers.scene_video import LUMA_POLLS, LumaSceneVideo, storyboard
 from actors.providers.talking import DIDTalkingVideo, animate
 from actors.providers.tts import LocalVoice, parse_voice_id, speak, synthesize_local
 from actors.providers.voice import ElevenLabsVoiceCloner, LocalVoiceCloner, analyze
-from actors.storage import store_output
-from actors.video import CLIP_FORMAT, read_frames, read_samples, write_frames
 from conveyor.config import configure, load_settings
 from tests.emulator import emulator  # noqa: F401 - the fixture
 from tests.emulator.did import did_blueprint

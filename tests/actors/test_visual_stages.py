@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from actors import visual_stages as vs
 from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput, PermanentError
-from actors.ffmpeg import probe, run_ffmpeg
+from actors.files.storage import get_storage, key_of, local_copy, new_key, ref
+from actors.media.ffmpeg import probe, run_ffmpeg
 from actors.providers.grade import PRESETS
 from actors.providers.tts import synthesize_local
-from actors.storage import get_storage, key_of, local_copy, new_key, ref
+from actors.stages import visual as vs
 from conveyor.config import configure, load_settings
-from pipelines.visual import ColorGradeInput, VideoGenerationInput
+from pipelines.catalog.visual import ColorGradeInput, VideoGenerationInput
 
 SCRIPT = (
     "The sun rises over a quiet harbour and the fishing boats head out.\n\n"
@@ -221,7 +221,7 @@ def visual_pipelines(stub_worker):
 
 
 def upload(path: Path) -> str:
-    from pipelines.files import save_upload
+    from pipelines.services.files import save_upload
 
     with path.open("rb") as stream:
         return "file:" + save_upload(io.BytesIO(stream.read()), filename=path.name, user_id=None,
@@ -229,7 +229,7 @@ def upload(path: Path) -> str:
 
 
 def test_a_video_generation_job_completes_with_a_tolerated_scene_failure(visual_pipelines):
-    from pipelines.jobs import start_job
+    from pipelines.services.jobs import start_job
     from tests.support.jobs import wait_for_job
 
     job = start_job(pipeline="video_generation", input={"script": SCRIPT, "fail_scenes": [3]})
@@ -245,7 +245,7 @@ def test_a_video_generation_job_completes_with_a_tolerated_scene_failure(visual_
 @pytest.mark.slow
 def test_a_talking_video_job_uses_a_completed_persona_job(visual_pipelines, tmp_path):
     from conveyor.errors import InvalidJobInput
-    from pipelines.jobs import start_job
+    from pipelines.services.jobs import start_job
     from tests.support.jobs import wait_for_job
 
     photo = tmp_path / "photo.jpg"

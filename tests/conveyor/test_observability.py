@@ -8,8 +8,8 @@ import os
 
 from conveyor.config import configure, load_settings
 from conveyor.logs import bind_stage, clear_stage, configure_logging
-from pipelines.jobs import start_job
-from pipelines.metrics import render_metrics
+from pipelines.services.jobs import start_job
+from pipelines.services.metrics import render_metrics
 from tests.support.jobs import wait_for_job
 
 

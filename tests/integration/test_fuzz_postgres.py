@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 
 from conveyor.config import configure, load_settings
-from pipelines.users import forget_cached_tokens
+from pipelines.services.users import forget_cached_tokens
 from tests.security.test_fuzz import (  # noqa: F401 - collected here, on PostgreSQL
     test_every_operation_is_fuzzed,
     test_no_request_gets_a_server_error_or_an_answer_outside_the_schema,

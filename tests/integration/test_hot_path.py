@@ -19,12 +19,12 @@ import redis
 from psycopg import pq
 from sqlalchemy import select
 
-from pipelines import pgstore, progress
-from pipelines.db import transaction
-from pipelines.handoff import StageEnd
-from pipelines.jobs import get_job, start_job
-from pipelines.models import StageRun
-from pipelines.writer import EndWriter
+from pipelines.engine import pgstore, progress
+from pipelines.engine.handoff import StageEnd
+from pipelines.engine.writer import EndWriter
+from pipelines.services.jobs import get_job, start_job
+from pipelines.store.db import transaction
+from pipelines.store.models import StageRun
 from tests.support.jobs import HANDOFF_CASES, comparable_job, wait_for_job
 
 N = 20  #: ends in the batch
@@ -193,7 +193,7 @@ def test_ends_written_behind_leave_a_job_as_the_general_path_does(monkeypatch, p
     try:
         planned = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"], timeout=60)
         # When the same job's ends all take the general path
-        monkeypatch.setattr("pipelines.writer.plan_end", lambda end, durations=None, rates=None: None)
+        monkeypatch.setattr("pipelines.engine.writer.plan_end", lambda end, durations=None, rates=None: None)
         general = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"], timeout=60)
     finally:
         worker.stop()

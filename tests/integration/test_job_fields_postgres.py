@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.jobs import list_jobs, start_job
+from pipelines.services.jobs import list_jobs, start_job
 from tests.support.jobs import wait_for_job
 from tests.support.workers import WorkerProcess
 

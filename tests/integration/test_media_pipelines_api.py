@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.ffmpeg import probe, run_ffmpeg
+from actors.media.ffmpeg import probe, run_ffmpeg
 from conveyor.statuses import TERMINAL
-from pipelines.users import create_user
+from pipelines.services.users import create_user
 from tests.support.workers import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from pipelines.db import transaction
-from pipelines.jobs import get_job, start_job
-from pipelines.models import JobEvent, StageRun
+from pipelines.services.jobs import get_job, start_job
+from pipelines.store.db import transaction
+from pipelines.store.models import JobEvent, StageRun
 from tests.support.jobs import wait_for_job
 from tests.support.services import INTEGRATION_REDIS_URL
 from tests.support.workers import WorkerProcess
@@ -98,8 +98,8 @@ def test_the_migrated_postgres_schema_matches_the_models():
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from pipelines.db import get_engine
-    from pipelines.models import Base
+    from pipelines.store.db import get_engine
+    from pipelines.store.models import Base
 
     with get_engine().connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []

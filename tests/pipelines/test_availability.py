@@ -20,7 +20,7 @@ from actors.providers import LOCAL_MODULES, choose, missing_modules, pick, unava
 from conveyor.config import configure, load_settings
 from conveyor.errors import InvalidJobInput
 from pipelines.definition import DefinitionError, Pipeline, get_pipeline, stage
-from pipelines.jobs import check_request
+from pipelines.services.jobs import check_request
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Every module only conveyor[local] installs.
@@ -128,7 +128,7 @@ def test_a_local_voice_needs_the_local_extra_even_when_elevenlabs_speaks(configu
 
 
 def test_a_pipeline_naming_an_unknown_capability_is_refused_when_declared():
-    from actors import demo
+    from actors.stages import demo
 
     with pytest.raises(DefinitionError, match="telepathy"):
         Pipeline("mind_reading", [stage(demo.noop)], needs=("telepathy",))

@@ -15,7 +15,7 @@ from dramatiq.middleware import Retries, TimeLimit
 from actors.binding import NotBound
 from actors.stage import stage_actor
 from pipelines.definition import DefinitionError, Pipeline, all_pipelines, stage
-from pipelines.jobs import start_job
+from pipelines.services.jobs import start_job
 from pipelines.worker import add_pipeline
 from tests.support.jobs import wait_for_job
 
@@ -33,7 +33,11 @@ for package in ("actors", "pipelines", "web", "conveyor"):
         if not info.name.endswith(("__main__", "gunicorn.conf")) and ".migrations" not in info.name:
             importlib.import_module(info.name)
 
-from pipelines import definition, hooks, jobrow
+from pipelines import definition
+
+from pipelines.engine import hooks
+
+from pipelines.store import jobrow
 print(json.dumps({
     "broker": repr(dramatiq.broker.global_broker),
     "pipelines": [p.name for p in definition.all_pipelines()],
@@ -58,7 +62,7 @@ def test_importing_every_module_sets_nothing_up(tmp_path):
 
 
 MY_PIPELINES = """
-from actors.demo import demo_double
+from actors.stages.demo import demo_double
 from pipelines.definition import Pipeline, stage
 
 mine = Pipeline("mine", [stage(demo_double)])
@@ -89,8 +93,8 @@ def test_a_pipelines_module_in_the_working_folder_is_found_as_dramatiq_finds_it(
 
 
 def test_setup_binds_every_pipeline_actor_and_orders_the_middleware():
-    from pipelines.tracking import StageTracking
-    from pipelines.webhooks import WebhookOutcomes
+    from pipelines.engine.tracking import StageTracking
+    from pipelines.services.webhooks import WebhookOutcomes
     from pipelines.worker import setup
 
     broker = StubBroker()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from conveyor.statuses import TERMINAL
-from pipelines.db import transaction
-from pipelines.jobs import get_job, start_job
-from pipelines.models import JobEvent, StageRun
+from pipelines.services.jobs import get_job, start_job
+from pipelines.store.db import transaction
+from pipelines.store.models import JobEvent, StageRun
 from tests.support.jobs import wait_for_job
 
 

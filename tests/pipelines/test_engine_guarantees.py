@@ -14,12 +14,12 @@ from actors.context import current_stage
 from actors.errors import PermanentError, RateLimited, TransientError
 from actors.stage import stage_actor
 from conveyor.errors import JobConflict
-from pipelines import reconciler
-from pipelines.db import transaction
 from pipelines.definition import Pipeline, fan_out, stage
-from pipelines.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
-from pipelines.jobs import cancel_job, get_job, retry_job, start_job
-from pipelines.models import StageRun, utcnow
+from pipelines.engine import reconciler
+from pipelines.engine.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
+from pipelines.services.jobs import cancel_job, get_job, retry_job, start_job
+from pipelines.store.db import transaction
+from pipelines.store.models import StageRun, utcnow
 from pipelines.worker import add_pipeline
 from tests.support.jobs import wait_for_job
 from tests.support.waiting import unacknowledged, wait_until_settled
@@ -311,7 +311,7 @@ def test_a_stopping_worker_starts_no_new_stage_and_the_reconciler_sends_it_on(st
                                                                               monkeypatch):
     from dramatiq.middleware import SkipMessage
 
-    from pipelines.tracking import StageTracking
+    from pipelines.engine.tracking import StageTracking
 
     tracking = next(m for m in stub_broker.middleware if isinstance(m, StageTracking))
     skipped = threading.Event()
@@ -353,7 +353,7 @@ def test_a_shutdown_notice_that_lands_while_a_finished_stage_is_recorded_loses_n
                                                                                       monkeypatch):
     from dramatiq.middleware import ShutdownNotifications
 
-    from pipelines import engine
+    from pipelines.engine import machine as engine
 
     notices = next(m for m in stub_broker.middleware if isinstance(m, ShutdownNotifications))
     complete = engine.complete
@@ -374,7 +374,7 @@ def test_a_stage_that_ends_while_the_database_is_unreachable_is_recorded_once_it
 
     from sqlalchemy.exc import OperationalError
 
-    from pipelines import groupcommit, tracking
+    from pipelines.engine import groupcommit, tracking
 
     real_transaction = tracking.transaction
     refusals = {"left": 3}

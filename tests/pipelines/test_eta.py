@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from pipelines import progress
-from pipelines.models import Job, RunStatus, StageRun, iso, utcnow
-from pipelines.progress import MEASURABLE, eta_from, history_of, input_size, sized_history
+from pipelines.engine import progress
+from pipelines.engine.progress import MEASURABLE, eta_from, history_of, input_size, sized_history
+from pipelines.store.models import Job, RunStatus, StageRun, iso, utcnow
 
 #: (weight, seconds) of lecture_notes' steps: prepare, split, transcribe, summarize, merge.
 STEPS = [(5, 4.0), (5, 2.0), (50, 100.0), (30, 40.0), (10, 10.0)]
@@ -40,7 +40,7 @@ def replay(history: dict[int, float] | None, *, rates: dict[int, float] | None =
     """(progress, ETA, seconds really left) at every report of the trail.
 
     ``history``: past seconds per step; ``rates`` and ``size``: past seconds per unit of size and this
-    job's size, preferred from the second step on (as :func:`pipelines.progress.estimate_eta` does).
+    job's size, preferred from the second step on (as :func:`pipelines.engine.progress.estimate_eta` does).
     """
     for now, index, step_started, fraction, done, left in trail():
         step_start_progress = 100.0 * sum(w for w, _ in STEPS[:index]) / sum(w for w, _ in STEPS)
@@ -113,9 +113,9 @@ def _job(session, items: int, durations: list[float] | None, *, step: int = 5) -
 
 
 def test_the_engine_scales_past_durations_by_the_jobs_item_count(db, stub_broker, monkeypatch):
-    from pipelines.db import transaction
     from pipelines.definition import get_pipeline
-    from pipelines.jobrow import lock_job
+    from pipelines.store.db import transaction
+    from pipelines.store.jobrow import lock_job
 
     monkeypatch.setattr(progress, "HISTORY_TTL", 0.0)  # no history cached by earlier tests
     demo = get_pipeline("demo")
@@ -140,12 +140,12 @@ def test_the_engine_scales_past_durations_by_the_jobs_item_count(db, stub_broker
 def test_the_fast_hand_off_scales_the_eta_by_the_jobs_size_as_the_slow_path_does(db, stub_broker, monkeypatch):
     from sqlalchemy import select
 
-    from pipelines import engine
-    from pipelines.db import autocommit, transaction
     from pipelines.definition import get_pipeline
-    from pipelines.jobrow import lock_job
-    from pipelines.jobs import get_job, start_job
-    from pipelines.tracking import ActiveRun, StageTracking
+    from pipelines.engine import machine as engine
+    from pipelines.engine.tracking import ActiveRun, StageTracking
+    from pipelines.services.jobs import get_job, start_job
+    from pipelines.store.db import autocommit, transaction
+    from pipelines.store.jobrow import lock_job
 
     monkeypatch.setattr(progress, "HISTORY_TTL", 0.0)  # no history cached by earlier tests
     demo = get_pipeline("demo")
@@ -186,7 +186,7 @@ def test_the_fast_hand_off_scales_the_eta_by_the_jobs_size_as_the_slow_path_does
 
 
 def test_an_item_end_plans_a_sized_eta_from_the_size_its_message_carried(db, stub_broker):
-    from pipelines.handoff import StageEnd, plan_end
+    from pipelines.engine.handoff import StageEnd, plan_end
 
     progress._sizes.clear()  # a process that never saw this job's first step
     rates = {1: 2.0, 2: 0.125, 3: 0.25, 4: 0.125}

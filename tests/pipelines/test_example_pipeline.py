@@ -8,7 +8,7 @@ import dramatiq
 import pytest
 
 from conveyor.config import configure, settings
-from pipelines.jobs import start_job
+from pipelines.services.jobs import start_job
 from tests.support.jobs import wait_for_job
 
 

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from pipelines.db import get_engine
-from pipelines.dispatch import Outbox
-from pipelines.groupcommit import GroupCommit
-from pipelines.jobrow import lock_job
-from pipelines.jobs import get_job, start_job
+from pipelines.engine.dispatch import Outbox
+from pipelines.engine.groupcommit import GroupCommit
+from pipelines.services.jobs import get_job, start_job
+from pipelines.store.db import get_engine
+from pipelines.store.jobrow import lock_job
 
 ITEMS = 3
 

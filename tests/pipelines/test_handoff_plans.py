@@ -1,7 +1,7 @@
 """A stage's end planned in Python and applied by the store gives the job the general path gives it.
 
-The general path (:mod:`pipelines.engine`) is the reference; the plan applied on SQLite
-(:mod:`pipelines.sqlitestore`) must leave every job exactly as it would, chain, fan-out (capped or
+The general path (:mod:`pipelines.engine.machine`) is the reference; the plan applied on SQLite
+(:mod:`pipelines.engine.sqlitestore`) must leave every job exactly as it would, chain, fan-out (capped or
 not), parallel branches and tolerated failures alike. The same comparison runs on PostgreSQL in
 ``tests/integration/test_hot_path.py``.
 """
@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from pipelines import handoff, sqlitestore
-from pipelines.jobs import start_job
+from pipelines.engine import handoff, sqlitestore
+from pipelines.services.jobs import start_job
 from tests.support.jobs import HANDOFF_CASES, comparable_job, wait_for_job
 
 
@@ -34,7 +34,7 @@ def test_the_planned_path_ends_a_job_as_the_general_path_does(stub_worker, monke
     assert outcomes["advanced"] > 0 and sum(outcomes.values()) > outcomes["slow"]
     # When the same job runs through the general path only
     monkeypatch.setattr(handoff, "plan_end", lambda end, durations=None, rates=None: None)
-    monkeypatch.setattr("pipelines.tracking.plan_end", lambda end, durations=None, rates=None: None)
+    monkeypatch.setattr("pipelines.engine.tracking.plan_end", lambda end, durations=None, rates=None: None)
     general = wait_for_job(start_job(pipeline=pipeline, input=request_input)["id"])
     # Then both leave the job the same
     assert comparable_job(planned) == comparable_job(general)
@@ -44,11 +44,11 @@ def test_a_planned_end_and_a_general_one_of_the_same_job_in_one_transaction_both
     from sqlalchemy import select
 
     from actors.errors import PermanentError
-    from pipelines import engine
-    from pipelines.db import autocommit, transaction
-    from pipelines.jobs import get_job
-    from pipelines.models import StageRun
-    from pipelines.tracking import ActiveRun, StageTracking
+    from pipelines.engine import machine as engine
+    from pipelines.engine.tracking import ActiveRun, StageTracking
+    from pipelines.services.jobs import get_job
+    from pipelines.store.db import autocommit, transaction
+    from pipelines.store.models import StageRun
 
     def claimed(job_id: str, step: int) -> list[ActiveRun]:
         with transaction() as session:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.db import transaction
-from pipelines.jobrow import JOBS, Field, JobRow, lock_job
-from pipelines.jobs import start_job
+from pipelines.services.jobs import start_job
+from pipelines.store.db import transaction
+from pipelines.store.jobrow import JOBS, Field, JobRow, lock_job
 
 
 def test_every_column_of_jobs_is_a_field_of_the_job_row():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.jobs import (
+from pipelines.services.jobs import (
     IdempotencyConflict,
     InvalidJobInput,
     JobNotFound,

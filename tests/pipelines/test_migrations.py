@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 
-from pipelines.migrate import downgrade, upgrade
-from pipelines.models import Base
+from pipelines.store.migrate import downgrade, upgrade
+from pipelines.store.models import Base
 
 
 def test_migrations_match_the_models_and_downgrade_cleanly(tmp_path):

@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from actors.storage import get_storage, job_folder
+from actors.files.storage import get_storage, job_folder
 from conveyor.errors import JobNotFound
-from pipelines.clock import cleanup_expired
-from pipelines.db import transaction
-from pipelines.jobs import get_job, start_job
-from pipelines.models import Job, utcnow
+from pipelines.services.clock import cleanup_expired
+from pipelines.services.jobs import get_job, start_job
+from pipelines.store.db import transaction
+from pipelines.store.models import Job, utcnow
 from tests.support.jobs import wait_for_job
 
 

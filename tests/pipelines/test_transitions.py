@@ -6,7 +6,7 @@ import pytest
 
 from actors.errors import ErrorInfo
 from pipelines.definition import RetryPolicy
-from pipelines.transitions import (
+from pipelines.engine.transitions import (
     WORKER_LOST,
     Fail,
     Retry,

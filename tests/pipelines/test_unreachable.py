@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from pipelines.db import unreachable, while_unreachable
+from pipelines.store.db import unreachable, while_unreachable
 
 
 def failing(times: int, error: Exception):

@@ -30,7 +30,7 @@ from actors.errors import PermanentError
 from actors.stage import stage_actor
 from conveyor.config import settings
 from pipelines.definition import Pipeline, fan_out, stage
-from pipelines.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
+from pipelines.engine.dispatch import JOB_OPTION, RUN_OPTION, TOKEN_OPTION
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ WRITER_GATE_ENV = "CONVEYOR_TEST_WRITER_GATE"
 
 
 def _hold_the_writer() -> None:
-    from pipelines import pgstore
+    from pipelines.engine import pgstore
 
     gate = os.environ.get(WRITER_GATE_ENV)
     if not gate or getattr(pgstore.apply_ends, "held", False):

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import select
 
 from conveyor.statuses import TERMINAL
-from pipelines.db import transaction
 from pipelines.definition import get_pipeline
-from pipelines.jobs import get_job
-from pipelines.models import TERMINAL_RUN, JobEvent, StageRun
+from pipelines.services.jobs import get_job
+from pipelines.store.db import transaction
+from pipelines.store.models import TERMINAL_RUN, JobEvent, StageRun
 from tests.reliability.faulty import EXECUTIONS_ENV
 
 

@@ -9,7 +9,7 @@ import uuid
 import redis
 from dramatiq.message import Message
 
-from pipelines.jobs import start_job
+from pipelines.services.jobs import start_job
 from tests.reliability.fault_injection import broker_redis, push_raw, queue_keys
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
 from tests.support.jobs import wait_for_job

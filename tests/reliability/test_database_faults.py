@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from pipelines.db import dispose_all
-from pipelines.jobs import start_job
+from pipelines.services.jobs import start_job
+from pipelines.store.db import dispose_all
 from tests.reliability.fault_injection import require_postgres_restart, restart_postgres
 from tests.reliability.invariant import assert_invariant, executions
 from tests.support.jobs import wait_for_job

@@ -8,7 +8,7 @@ import uuid
 import redis
 
 from conveyor.errors import JobConflict
-from pipelines.jobs import retry_job, start_job
+from pipelines.services.jobs import retry_job, start_job
 from tests.reliability.fault_injection import duplicate, queue_keys
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs

@@ -7,9 +7,9 @@ import uuid
 
 import redis
 
-from pipelines.db import transaction
-from pipelines.jobs import cancel_job, start_job
-from pipelines.models import Job
+from pipelines.services.jobs import cancel_job, start_job
+from pipelines.store.db import transaction
+from pipelines.store.models import Job
 from tests.reliability.fault_injection import resend, stored_body
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, job_events, stage_runs
@@ -23,7 +23,7 @@ LEAKY_503 = {"error": f"upstream unavailable for key {CANARY_KEY}"}
 
 def _stored_text(job_id: str) -> str:
     """Everything the job store holds about the job, as text."""
-    from pipelines.jobs import get_job
+    from pipelines.services.jobs import get_job
 
     runs = [(r.input, r.output, r.error, r.checkpoint, r.message) for r in stage_runs(job_id)]
     return repr((get_job(job_id), runs, [e.data for e in job_events(job_id)]))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipelines.jobs import start_job
+from pipelines.services.jobs import start_job
 from tests.reliability.faulty import CREATE_PATH
 from tests.reliability.invariant import assert_invariant, executions, stage_runs
 from tests.support.jobs import wait_for_job

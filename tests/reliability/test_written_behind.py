@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.db import dispose_all
-from pipelines.jobs import get_job, start_job
+from pipelines.services.jobs import get_job, start_job
+from pipelines.store.db import dispose_all
 from tests.reliability.fault_injection import restart_postgres
 from tests.reliability.faulty import EXECUTIONS_ENV, WRITER_GATE_ENV
 from tests.reliability.invariant import assert_invariant, executions, stage_runs

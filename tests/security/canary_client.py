@@ -22,8 +22,8 @@ WEBHOOK_DEAD_LETTERS = "dramatiq:webhooks.XQ"
 
 
 def setup(out: Path) -> None:
-    from pipelines.migrate import upgrade
-    from pipelines.users import create_user
+    from pipelines.services.users import create_user
+    from pipelines.store.migrate import upgrade
 
     upgrade()
     (out / "token").write_text(create_user("canary").token)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from actors import webhooks
+from actors.stages import webhooks
 from conveyor.logs import configure_logging
 
 configure_logging(level=logging.DEBUG, json=True)

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from conveyor.config import load_settings
-from pipelines.db import transaction
-from pipelines.models import Job, StageRun
+from pipelines.store.db import transaction
+from pipelines.store.models import Job, StageRun
 from web.app import JSONProvider
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"

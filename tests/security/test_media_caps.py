@@ -15,8 +15,8 @@ import pytest
 from flask import Blueprint, Response
 from PIL import Image
 
-from actors.caps import over_caps
-from actors.ffmpeg import run_ffmpeg
+from actors.media.caps import over_caps
+from actors.media.ffmpeg import run_ffmpeg
 from conveyor.config import configure, load_settings, settings
 from tests.emulator import start_emulator
 from tests.support.jobs import wait_for_job

@@ -14,8 +14,8 @@ import pytest
 from flask import Blueprint, Response
 
 from actors.errors import InvalidMedia
-from actors.ffmpeg import MEDIA_DEMUXERS, guarded, probe, run_ffmpeg
-from actors.media import stream_pcm
+from actors.media.audio import stream_pcm
+from actors.media.ffmpeg import MEDIA_DEMUXERS, guarded, probe, run_ffmpeg
 from conveyor.config import configure, settings
 from tests.emulator import start_emulator
 from tests.support.jobs import wait_for_job

@@ -11,7 +11,7 @@ import base64
 import pytest
 
 from conveyor.errors import InvalidJobInput
-from pipelines.jobs import list_jobs, start_job
+from pipelines.services.jobs import list_jobs, start_job
 
 NUL_CURSOR = base64.urlsafe_b64encode(b"2026-01-01T00:00:00|\x00").decode()
 GETS = ["/api/jobs/%00", "/api/jobs/a%00b", "/api/files/%00", "/api/jobs/%00/events", "/api/jobs?project_id=%00",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipelines.users import forget_cached_tokens, user_for_token
+from pipelines.services.users import forget_cached_tokens, user_for_token
 from tests.support.services import SECURITY_REDIS_URL, require_service
 from tests.support.web import bearer
 from web.cli import main
@@ -71,7 +71,7 @@ def test_grants_and_file_links_made_with_an_old_token_stop_working(client, user,
 
 WATCHER = textwrap.dedent("""
     import sys, time
-    from pipelines.users import _listener, user_for_token
+    from pipelines.services.users import _listener, user_for_token
     from pipelines.worker import setup
     setup()
     token = sys.argv[1]

@@ -16,10 +16,10 @@ import dramatiq
 import pytest
 from flask import Blueprint, redirect, request
 
-from actors.audio_stages import clean_audio, prepare_audio, remove_noise
 from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput
-from actors.visual_stages import grade_video, roto_video
+from actors.stages.audio import clean_audio, prepare_audio, remove_noise
+from actors.stages.visual import grade_video, roto_video
 from conveyor.config import configure, settings
 from tests.emulator import start_emulator
 from tests.support.jobs import wait_for_job

@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from conveyor.config import load_settings, settings
-from pipelines.db import transaction
-from pipelines.models import StoredFile
+from pipelines.store.db import transaction
+from pipelines.store.models import StoredFile
 from tests.support.web import bearer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from actors.storage import get_storage
-from pipelines.db import transaction
-from pipelines.models import StoredFile
+from actors.files.storage import get_storage
+from pipelines.store.db import transaction
+from pipelines.store.models import StoredFile
 from tests.support.web import bearer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "lecture.mp3"

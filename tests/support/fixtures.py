@@ -32,9 +32,9 @@ def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file holding the newest schema, stamped as `conveyor db upgrade` would stamp it."""
     from alembic import command
 
-    from pipelines import db as database
-    from pipelines.migrate import alembic_config
-    from pipelines.models import Base
+    from pipelines.store import db as database
+    from pipelines.store.migrate import alembic_config
+    from pipelines.store.models import Base
 
     folder = tmp_path_factory.mktemp("template")
     path = folder / "jobs.db"
@@ -50,7 +50,7 @@ def db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def db(tmp_path: Path, db_template: Path) -> Iterator[str]:
     """A fresh SQLite job store, configured as the process's database."""
-    from pipelines import db as database
+    from pipelines.store import db as database
 
     path = tmp_path / "jobs.db"
     shutil.copyfile(db_template, path)

@@ -13,7 +13,7 @@ from conveyor.statuses import TERMINAL
 
 def wait_for_job(job_id: str, *, timeout: float = 60.0, status: tuple[str, ...] = TERMINAL) -> dict[str, Any]:
     """Poll the job until its status is one of ``status``; fail the test after ``timeout`` s."""
-    from pipelines.jobs import get_job
+    from pipelines.services.jobs import get_job
 
     deadline = time.monotonic() + timeout
     job = get_job(job_id)

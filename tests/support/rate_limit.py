@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from pipelines.db import transaction
-from pipelines.models import Job
+from pipelines.store.db import transaction
+from pipelines.store.models import Job
 
 LIMIT = 5
 

@@ -106,8 +106,8 @@ class RunServices:
         import redis
 
         from conveyor.config import configure
-        from pipelines.db import dispose_all
-        from pipelines.migrate import upgrade
+        from pipelines.store.db import dispose_all
+        from pipelines.store.migrate import upgrade
         from pipelines.worker import setup
 
         saved_environment, previous_broker = dict(os.environ), dramatiq.broker.global_broker

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from pipelines.users import NewUser, create_user, forget_cached_tokens
+from pipelines.services.users import NewUser, create_user, forget_cached_tokens
 
 
 @pytest.fixture

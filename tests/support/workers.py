@@ -68,7 +68,7 @@ class WorkerProcess:
         ``group=False`` signals only Dramatiq's main process, as Docker and Kubernetes do; it then
         stops its worker processes gracefully. Signalling the whole group (as systemd's default
         ``KillMode`` and Heroku do) hands each worker process two SIGTERMs at once, which
-        :mod:`actors.termination` takes as one.
+        :mod:`actors.broker.termination` takes as one.
         """
         started = time.monotonic()
         if group:

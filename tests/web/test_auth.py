@@ -6,9 +6,9 @@ import hashlib
 
 from sqlalchemy import select
 
-from pipelines.db import transaction
-from pipelines.models import User
-from pipelines.users import create_user, user_for_token
+from pipelines.services.users import create_user, user_for_token
+from pipelines.store.db import transaction
+from pipelines.store.models import User
 
 
 def test_tokens_are_stored_only_as_their_sha256(db):

@@ -189,7 +189,7 @@ def test_a_database_without_tables_is_one_line_that_says_to_upgrade(tmp_path, mo
     try:
         line = _one_line_error(CliRunner().invoke(main, ["reconcile"]))
     finally:
-        from pipelines.db import dispose_all
+        from pipelines.store.db import dispose_all
 
         dispose_all()
         configure()
@@ -225,9 +225,9 @@ def test_users_create_in_a_fresh_folder_makes_its_database_or_leaves_nothing(tmp
 
 def test_sign_in_tokens_are_reused_until_a_new_link_is_made(tmp_path, monkeypatch):
     from conveyor.config import configure, load_settings, settings
-    from pipelines.db import dispose_all
-    from pipelines.migrate import upgrade
-    from pipelines.users import create_user, forget_cached_tokens, user_for_token
+    from pipelines.services.users import create_user, forget_cached_tokens, user_for_token
+    from pipelines.store.db import dispose_all
+    from pipelines.store.migrate import upgrade
     from web.devserver import first_user_link, sign_in_token
 
     configure(load_settings({**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'conveyor.db'}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.jobs import MAX_METADATA_BYTES
+from pipelines.services.jobs import MAX_METADATA_BYTES
 from tests.support.web import submit
 
 PERSON = {"person_name": "Ada", "voice_name": "Ada's voice", "tags": ["seed", 1], "age": 36}

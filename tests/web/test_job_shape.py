@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import TypeAdapter
 
 import conveyor.client
-import pipelines.models
+import pipelines.store.models
 import tests.support.jobs
 from conveyor import statuses
 from conveyor.job_shape import JobOut, StageOut
@@ -23,7 +23,7 @@ STAGE_FIELDS = ["name", "status", "progress", "attempts", "items", "started_at",
 def test_the_client_and_the_tests_use_the_one_declaration_of_the_statuses():
     assert conveyor.client.TERMINAL is statuses.TERMINAL
     assert tests.support.jobs.TERMINAL is statuses.TERMINAL
-    assert pipelines.models.JobStatus is statuses.JobStatus
+    assert pipelines.store.models.JobStatus is statuses.JobStatus
     assert set(statuses.TERMINAL) == {"completed", "failed", "canceled"}
     assert [s.value for s in statuses.JobStatus] == ["pending", "processing", "completed", "failed", "canceled"]
 

@@ -33,7 +33,7 @@ def job_reads() -> Iterator[list[str]]:
     """The SQL statements that read ``jobs`` while the block runs."""
     from sqlalchemy import event
 
-    from pipelines.db import get_engine
+    from pipelines.store.db import get_engine
 
     statements: list[str] = []
 
@@ -89,7 +89,7 @@ def test_notices_that_change_nothing_do_not_hold_back_keep_alive_comments(app, a
     """A client that left is noticed only when its stream is written to, so quiet must mean on the wire."""
     import threading
 
-    from pipelines import notices
+    from pipelines.engine import notices
     from web.stream import job_stream
 
     job = submit(app.test_client(), auth, input={"items": 1})  # no worker: it stays pending

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from actors.context import StageContext, stage_context
-from actors.ffmpeg import run_ffmpeg
+from actors.media.ffmpeg import run_ffmpeg
+from actors.media.video import write_frames
 from actors.providers.roto import WEAK_SUBJECT_SHARE, BestMask
-from actors.video import write_frames
 from tests.support.jobs import wait_for_job
 from tests.support.web import submit
 

@@ -8,7 +8,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
 from conveyor.config import configure, load_settings, settings
-from pipelines import db as database
+from pipelines.store import db as database
 from tests.support.jobs import wait_for_job
 from tests.support.web import submit
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from actors.broker import embedded_redis_client
-from pipelines import notices
-from pipelines.streams import NoticeHub
+from actors.broker.build import embedded_redis_client
+from pipelines.engine import notices
+from pipelines.services.streams import NoticeHub
 from scripts.dev_server import stop_embedded_redis
 
 

@@ -10,9 +10,9 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from actors import webhooks as delivery
+from actors.stages import webhooks as delivery
 from conveyor.config import configure, settings
-from pipelines.webhooks import record_delivery
+from pipelines.services.webhooks import record_delivery
 from tests.support.jobs import wait_for_job
 from tests.support.waiting import unacknowledged, wait_until_settled
 from tests.support.web import submit

@@ -1,0 +1,1 @@
+"""The Dramatiq broker chosen by configuration, its doorbell, and graceful termination."""

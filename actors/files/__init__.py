@@ -1,0 +1,1 @@
+"""Files by key: local or S3 storage, and fetching user-supplied URLs into it."""

@@ -1,0 +1,1 @@
+"""Media helpers: ffmpeg, audio decoding and splitting, video, subtitles, sniffing, caps, glossaries."""

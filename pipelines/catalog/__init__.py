@@ -1,0 +1,1 @@
+"""The built-in pipelines, declared with :mod:`pipelines.definition`: declarations only."""

@@ -1,0 +1,1 @@
+"""The job store: tables, database sessions, the job row and the schema migrations."""
