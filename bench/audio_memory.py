@@ -35,7 +35,8 @@ def child(mode: str, audio: Path, storage: Path) -> None:
     sys.path.insert(0, str(ROOT))
     started = time.monotonic()
     if mode == "streaming":
-        from actors.files.storage import get_storage, new_key, ref
+        from actors.files.keys import new_key, ref
+        from actors.files.storage import get_storage
         from actors.stages.audio import prepare_audio, split_audio
 
         key = new_key("uploads", audio.name)

@@ -121,7 +121,8 @@ def _run(actor: Any, data: Any, item: int | None = None, total: int | None = Non
 
 def notes_for(audio: Path, glossary: list[str] | None) -> dict[str, Any]:
     """The ``lecture_notes`` stages, run in order in this process, as the engine runs them."""
-    from actors.files.storage import get_storage, new_key, ref
+    from actors.files.keys import new_key, ref
+    from actors.files.storage import get_storage
     from actors.stages import audio as stages
 
     key = new_key("uploads", audio.name)

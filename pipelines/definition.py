@@ -139,6 +139,21 @@ class EmptyInput(BaseModel):
     model_config = {"extra": "allow"}
 
 
+@dataclass(frozen=True)
+class OtherJob:
+    """What a pipeline's ``prepare_input`` may learn of another job: whose it is, what it ran, how it
+    ended, and its last step's output (None until that step has finished)."""
+
+    pipeline: str
+    user_id: str | None
+    status: str
+    output: Any
+
+
+#: ``job_id -> OtherJob | None``: the one question a ``prepare_input`` may ask the job store.
+JobLookup = Callable[[str], OtherJob | None]
+
+
 @dataclass
 class Pipeline:
     """A named list of steps, with the model its input must satisfy."""
@@ -147,9 +162,9 @@ class Pipeline:
     steps: list[Step]
     description: str = ""
     input_model: type[BaseModel] = EmptyInput
-    #: ``(session, input, user_id) -> input``: turns the validated input into what the first stage
-    #: receives (e.g. looking up another job's result). Raise ``pipelines.services.jobs.InvalidJobInput`` to refuse.
-    prepare_input: Callable[[Any, dict[str, Any], str | None], dict[str, Any]] | None = field(
+    #: ``(lookup, input, user_id) -> input``: turns the validated input into what the first stage
+    #: receives (e.g. another job's result, through ``lookup``). Raise ``conveyor.errors.InvalidJobInput`` to refuse.
+    prepare_input: Callable[[JobLookup, dict[str, Any], str | None], dict[str, Any]] | None = field(
         default=None, repr=False)
     #: The provider capabilities its stages call (``"transcribe"``, ``"tts"``...; see
     #: :mod:`actors.providers`): a job is refused where one of them can run neither locally nor in the cloud.

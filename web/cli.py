@@ -66,7 +66,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database to the newest schema."""
-    from pipelines.store.migrate import upgrade
+    from pipelines.services.database import upgrade
 
     upgrade()
     click.echo("database is up to date")
@@ -75,11 +75,11 @@ def db_upgrade() -> None:
 @main.command()
 def reconcile() -> None:
     """Re-send stage runs whose message or worker was lost (one pass)."""
-    from pipelines.engine.reconciler import reconcile_once
+    from pipelines.services.clock import reconcile
     from pipelines.worker import setup
 
     setup()
-    click.echo(str(reconcile_once()))
+    click.echo(str(reconcile()))
 
 
 @main.command()
@@ -104,7 +104,7 @@ def _port_default() -> int:
 @click.option("--threads", "-t", type=int, default=lambda: settings().worker_threads, help="Worker threads.")
 def dev(port: int, host: str, threads: int) -> None:
     """Run everything in one process: the web app and an embedded worker (SQLite and Redis under var/)."""
-    from pipelines.store.migrate import upgrade
+    from pipelines.services.database import upgrade
     from web.devserver import run_dev
 
     upgrade()
@@ -127,28 +127,13 @@ def users() -> None:
 
 
 def _ready_database() -> None:
-    """Make sure the job store has its tables: SQLite (the local default) is created or upgraded here;
-    any other database must have been upgraded with ``conveyor db upgrade``. Folders made for a SQLite
-    database that could not be created are removed again."""
-    import shutil
+    """The job store's tables, created here for SQLite; a clear error for another database without them."""
+    from pipelines.services.database import ready_for_use
 
-    from pipelines.store.db import dispose_all
-    from pipelines.store.migrate import is_current, upgrade
-
-    url = settings().database_url
-    if not url.startswith("sqlite"):
-        if not is_current():
-            raise click.ClickException("the database has no tables or an old schema: run `conveyor db upgrade`")
-        return
-    path = Path(url.split("///", 1)[-1])
-    missing = next((p for p in reversed([path.parent, *path.parent.parents]) if not p.exists()), None)
     try:
-        upgrade()
-    except Exception:
-        dispose_all()
-        if missing is not None:
-            shutil.rmtree(missing, ignore_errors=True)
-        raise
+        ready_for_use()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @users.command("create")

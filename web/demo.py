@@ -16,10 +16,10 @@ SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "lecture.mp3"
 
 def run_demo(*, threads: int, sample: Path = SAMPLE) -> int:
     """Run ``lecture_notes`` on ``sample`` with worker threads in this process; returns an exit code."""
+    from pipelines.services.database import upgrade
     from pipelines.services.files import save_upload
     from pipelines.services.jobs import get_job, start_job
     from pipelines.services.users import user_for_token
-    from pipelines.store.migrate import upgrade
     from web.devserver import sign_in_link, sign_in_token, start_embedded_worker
 
     upgrade()

@@ -32,7 +32,8 @@ import httpx
 
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia, RateLimited, TransientError, parse_retry_after
-from actors.files.storage import get_storage, is_ref, key_of, store_output
+from actors.files.keys import is_ref, key_of
+from actors.files.storage import get_storage, store_output
 from actors.media.sniff import SNIFF_BYTES, sniff
 from conveyor.config import settings
 

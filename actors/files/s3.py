@@ -20,7 +20,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from actors.files.storage import check_key
+from actors.files.keys import check_key
 from conveyor.config import settings
 from conveyor.errors import StorageError
 

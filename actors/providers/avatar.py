@@ -27,7 +27,8 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia
-from actors.files.storage import is_ref, store_output
+from actors.files.keys import is_ref
+from actors.files.storage import store_output
 from actors.providers import LOCAL, missing_modules, pick
 from actors.providers.remote import answered, http_client, require_secret, saved_or_new, upload_file
 from conveyor.config import settings

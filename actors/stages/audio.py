@@ -16,7 +16,8 @@ from typing import Any
 from actors.context import current_stage
 from actors.errors import InvalidInput, NoSpeech
 from actors.files.fetch import stored_input
-from actors.files.storage import get_storage, job_folder, key_of, local_copy, new_key, ref, store_output
+from actors.files.keys import key_of, new_key, ref
+from actors.files.storage import get_storage, job_folder, local_copy, store_output
 from actors.media.audio import DEFAULT_CHUNK_SECONDS, check_audio, is_silent, split_at_silences, write_wav
 from actors.media.glossary import respell
 from actors.media.subtitles import render

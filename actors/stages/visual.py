@@ -26,7 +26,8 @@ from typing import Any
 from actors.context import current_stage
 from actors.errors import InvalidInput, InvalidMedia, PermanentError
 from actors.files.fetch import stored_input
-from actors.files.storage import get_storage, is_ref, key_of, local_copy, store_output
+from actors.files.keys import is_ref, key_of
+from actors.files.storage import get_storage, local_copy, store_output
 from actors.media.caps import check_image, check_media
 from actors.media.ffmpeg import probe
 from actors.media.video import concat_clips, extract_audio

@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from actors.providers.grade import preset_names
 from actors.stages.visual import (
@@ -32,8 +30,7 @@ from actors.stages.visual import (
 )
 from conveyor.errors import InvalidJobInput
 from pipelines.catalog.inputs import FileRef, StrictInput, file_field
-from pipelines.definition import Pipeline, fan_out, parallel, stage
-from pipelines.store.models import STEP_ROW, Job, StageRun
+from pipelines.definition import JobLookup, Pipeline, fan_out, parallel, stage
 
 MIN_SCRIPT_CHARS = 60
 MAX_SCRIPT_CHARS = 20_000
@@ -118,28 +115,23 @@ persona = Pipeline(
     ],
 )
 
-def resolve_persona(session: Session, data: dict[str, Any], user_id: str | None) -> dict[str, Any]:
+def resolve_persona(lookup: JobLookup, data: dict[str, Any], user_id: str | None) -> dict[str, Any]:
     """Add the persona job's result (``voice_id``, ``avatar_id``, ``audio_url`` as stored) as ``persona``.
 
     Raises:
       InvalidJobInput: when ``persona_job`` is not a completed persona job of this user.
     """
-    job = session.get(Job, data["persona_job"])
+    job = lookup(data["persona_job"])
     problem = None
     if job is None or job.user_id != user_id or job.pipeline != "persona":
         problem = "no such persona job"
     elif job.status != "completed":
         problem = f"the persona job is {job.status}, not completed"
-    output = None
-    if job is not None and problem is None:
-        last = len(persona.steps) - 1
-        output = session.scalars(select(StageRun.output).where(
-            StageRun.job_id == job.id, StageRun.step == last, StageRun.item == STEP_ROW)).one_or_none()
-        if not isinstance(output, dict) or not all(output.get(k) for k in ("voice_id", "avatar_id")):
-            problem = "the persona job has no voice and avatar"
-    if problem is not None or output is None:
+    elif not isinstance(job.output, dict) or not all(job.output.get(k) for k in ("voice_id", "avatar_id")):
+        problem = "the persona job has no voice and avatar"
+    if problem is not None or job is None:
         raise InvalidJobInput([{"field": "input.persona_job", "message": problem or "no result"}])
-    return {**data, "persona": {k: output.get(k) for k in ("voice_id", "avatar_id", "audio_url")}}
+    return {**data, "persona": {k: job.output.get(k) for k in ("voice_id", "avatar_id", "audio_url")}}
 
 
 talking_video = Pipeline(

@@ -52,7 +52,7 @@ class Applied:
 
 
 def _contains_file_reference(value: Any) -> bool:
-    from actors.files.storage import REF_PREFIX
+    from actors.files.keys import REF_PREFIX
 
     if isinstance(value, str):
         return value.startswith(REF_PREFIX)

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actors.files.storage import REF_PREFIX, get_storage, key_of, output_name
+from actors.files.keys import REF_PREFIX, key_of
+from actors.files.storage import get_storage, output_name
 from conveyor.errors import FileNotFound
 from pipelines.store.jobrow import JobRow
 from pipelines.store.models import StoredFile

@@ -17,7 +17,7 @@ from actors.files.storage import get_storage, job_folder
 from conveyor.config import settings
 from conveyor.errors import StorageError
 from conveyor.statuses import TERMINAL
-from pipelines.engine.reconciler import reconcile_once
+from pipelines.engine.reconciler import ReconcileReport, reconcile_once
 from pipelines.store.db import transaction
 from pipelines.store.models import Job, StoredFile, utcnow
 
@@ -36,6 +36,11 @@ class CleanupReport:
 
     def __str__(self) -> str:
         return f"deleted {self.jobs} expired job(s) and {self.files} file(s)"
+
+
+def reconcile() -> ReconcileReport:
+    """One reconciler pass, as the clock runs every few seconds (``conveyor reconcile``)."""
+    return reconcile_once()
 
 
 def cleanup_expired(*, retention_days: int | None = None) -> CleanupReport:

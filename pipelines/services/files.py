@@ -16,7 +16,8 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 
-from actors.files.storage import get_storage, new_key
+from actors.files.keys import new_key
+from actors.files.storage import get_storage
 from actors.media.sniff import ACCEPTED, SNIFF_BYTES, sniff  # noqa: F401 - ACCEPTED is part of this API
 from conveyor.errors import FileTooLarge, QuotaExceeded, StoredFileNotFound, UnsupportedFile
 from pipelines.engine.results import file_url

@@ -8,6 +8,7 @@ object of the REST contract.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session, undefer
 from actors.files.urls import url_errors, webhook_url_errors
 from conveyor.errors import FileNotFound, IdempotencyConflict, InvalidJobInput, JobConflict, JobNotFound
 from conveyor.statuses import JobStatus
-from pipelines.definition import get_pipeline
+from pipelines.definition import OtherJob, get_pipeline
 from pipelines.engine import machine as engine
 from pipelines.engine.dispatch import send
 from pipelines.engine.progress import remaining_eta
@@ -31,7 +32,7 @@ from pipelines.engine.results import resolve_file_references
 from pipelines.services.files import media_cap_errors
 from pipelines.store.db import autocommit, transaction
 from pipelines.store.jobrow import JOBS, JobLike, JobRow, lock_job, new_job_row
-from pipelines.store.models import Job, iso
+from pipelines.store.models import STEP_ROW, Job, StageRun, iso
 
 #: The character PostgreSQL cannot store in text or JSON.
 NUL = "\x00"
@@ -186,7 +187,7 @@ def start_job(
             try:
                 resolved = resolve_file_references(session, data, user_id)
                 if definition.prepare_input is not None:
-                    resolved = definition.prepare_input(session, resolved, user_id)
+                    resolved = definition.prepare_input(functools.partial(other_job, session), resolved, user_id)
             except FileNotFound as exc:
                 raise InvalidJobInput([{"field": f"input.{exc.field}", "message": "no such file"}]) from None
             job = new_job_row(session, {
@@ -213,6 +214,16 @@ def start_job(
             return _replay(existing, digest)
     send(outbox)
     return body
+
+
+def other_job(session: Session, job_id: str) -> OtherJob | None:
+    """Another job as a pipeline's ``prepare_input`` may see it, with its last step's output."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return None
+    output = session.scalars(select(StageRun.output).where(StageRun.job_id == job.id, StageRun.item == STEP_ROW)
+                             .order_by(StageRun.step.desc()).limit(1)).one_or_none()
+    return OtherJob(pipeline=job.pipeline, user_id=job.user_id, status=job.status, output=output)
 
 
 def idempotency_key_used(user_id: str | None, key: str) -> bool:

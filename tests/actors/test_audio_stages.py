@@ -14,7 +14,8 @@ import pytest
 
 from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput, InvalidMedia
-from actors.files.storage import get_storage, key_of, local_copy, new_key, ref
+from actors.files.keys import key_of, new_key, ref
+from actors.files.storage import get_storage, local_copy
 from actors.media.audio import SAMPLE_RATE, decode_pcm
 from actors.media.ffmpeg import ffmpeg_exe
 from actors.media.subtitles import MAX_CUE_SECONDS, MAX_LINE_CHARS, cues_for, render

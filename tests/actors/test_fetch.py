@@ -28,7 +28,8 @@ from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput, InvalidMedia, RateLimited, TransientError
 from actors.files import fetch
 from actors.files.fetch import check_url, fetch_to_storage, stored_input
-from actors.files.storage import get_storage, key_of
+from actors.files.keys import key_of
+from actors.files.storage import get_storage
 from conveyor import config
 from tests.emulator import Emulator, start_emulator
 from tests.support.network import StubResolver, assert_no_connection, connects, listener  # noqa: F401

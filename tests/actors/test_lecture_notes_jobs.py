@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actors.files.storage import get_storage, new_key
+from actors.files.keys import new_key
+from actors.files.storage import get_storage
 from actors.media.audio import SAMPLE_RATE, write_wav
 from tests.support.jobs import wait_for_job
 

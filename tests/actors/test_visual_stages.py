@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from actors.context import StageContext, stage_context
 from actors.errors import InvalidInput, PermanentError
-from actors.files.storage import get_storage, key_of, local_copy, new_key, ref
+from actors.files.keys import key_of, new_key, ref
+from actors.files.storage import get_storage, local_copy
 from actors.media.ffmpeg import probe, run_ffmpeg
 from actors.providers.grade import PRESETS
 from actors.providers.tts import synthesize_local

@@ -42,7 +42,8 @@ def test_results_download_under_the_names_of_the_job_and_the_output(client, auth
 
 
 def test_an_output_keeps_its_own_name_in_its_key(db, tmp_path):
-    from actors.files.storage import key_of, output_name, store_output
+    from actors.files.keys import key_of
+    from actors.files.storage import output_name, store_output
 
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"not really a video")
