@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,29 +258,26 @@ def make_subtitles(items: list[dict[str, Any]]) -> dict[str, Any]:
 # --- noise removal and clean-up -----------------------------------------------------------------
 
 
-@stage_actor(input=AudioFileInput, retries=3, time_limit=3600.0)
-def remove_noise(data: AudioFileInput) -> dict[str, Any]:
-    """Remove background noise from ``audio``; returns ``{"audio_url": ref}`` (MP3)."""
+def _rework_audio(data: AudioFileInput, work: Callable[[Path, Path], Path], doing: str, name: str) -> dict[str, Any]:
+    """Check the stored ``audio``, run ``work(input, output)`` on it and store the MP3 it makes as ``name``."""
     ctx = current_stage()
     ctx.progress(0.05, "Checking the audio")
     reference = stored_input(data.audio, name="audio")
     with local_copy(reference) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
         check_audio(path)
-        ctx.progress(0.1, "Removing noise")
-        out = denoise_provider.denoise(path, Path(tmp) / "denoised.mp3")
+        ctx.progress(0.1, doing)
+        out = work(path, Path(tmp) / name)
         ctx.progress(0.95, "Saving the audio")
-        return {"audio_url": store_output(out, job_id=ctx.job_id, name="denoised.mp3", content_type="audio/mpeg")}
+        return {"audio_url": store_output(out, job_id=ctx.job_id, name=name, content_type="audio/mpeg")}
+
+
+@stage_actor(input=AudioFileInput, retries=3, time_limit=3600.0)
+def remove_noise(data: AudioFileInput) -> dict[str, Any]:
+    """Remove background noise from ``audio``; returns ``{"audio_url": ref}`` (MP3)."""
+    return _rework_audio(data, denoise_provider.denoise, "Removing noise", "denoised.mp3")
 
 
 @stage_actor(input=AudioFileInput, retries=3, time_limit=3600.0)
 def clean_audio(data: AudioFileInput) -> dict[str, Any]:
     """Denoise, band-limit and loudness-normalise ``audio``; returns ``{"audio_url": ref}`` (MP3)."""
-    ctx = current_stage()
-    ctx.progress(0.05, "Checking the audio")
-    reference = stored_input(data.audio, name="audio")
-    with local_copy(reference) as path, tempfile.TemporaryDirectory(prefix="conveyor-") as tmp:
-        check_audio(path)
-        ctx.progress(0.1, "Removing noise and levelling loudness")
-        out = denoise_provider.clean(path, Path(tmp) / "clean.mp3")
-        ctx.progress(0.95, "Saving the audio")
-        return {"audio_url": store_output(out, job_id=ctx.job_id, name="clean.mp3", content_type="audio/mpeg")}
+    return _rework_audio(data, denoise_provider.clean, "Removing noise and levelling loudness", "clean.mp3")

@@ -26,7 +26,7 @@ from conveyor.errors import FileNotFound, IdempotencyConflict, InvalidJobInput, 
 from conveyor.statuses import JobStatus
 from pipelines.definition import OtherJob, get_pipeline
 from pipelines.engine import machine as engine
-from pipelines.engine.dispatch import send
+from pipelines.engine.dispatch import Outbox, send
 from pipelines.engine.progress import remaining_eta
 from pipelines.engine.results import resolve_file_references
 from pipelines.services.files import media_cap_errors
@@ -351,14 +351,8 @@ def list_jobs(
 
 def cancel_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
     """Cancel a pending or processing job. Raises JobNotFound, JobConflict if already finished."""
-    with transaction() as session:
-        job = _owned_locked(session, job_id, user_id)
-        if job.status not in (JobStatus.PENDING.value, JobStatus.PROCESSING.value):
-            raise JobConflict(f"job is already {job.status}")
-        outbox = engine.cancel(session, job)
-        body = serialize(job)
-    send(outbox)
-    return body
+    return _change(job_id, user_id, engine.cancel, from_statuses=(JobStatus.PENDING, JobStatus.PROCESSING),
+                   refusal="job is already {status}")
 
 
 def retry_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
@@ -367,11 +361,18 @@ def retry_job(job_id: str, *, user_id: str | None = None) -> dict[str, Any]:
     Raises JobNotFound, JobConflict unless the job failed or was canceled. Of two concurrent
     retries one resumes the job and the other gets JobConflict.
     """
+    return _change(job_id, user_id, engine.resume, from_statuses=(JobStatus.FAILED, JobStatus.CANCELED),
+                   refusal="only a failed or canceled job can be retried; this one is {status}")
+
+
+def _change(job_id: str, user_id: str | None, transition: Callable[[Session, JobRow], Outbox], *,
+            from_statuses: tuple[JobStatus, ...], refusal: str) -> dict[str, Any]:
+    """Apply ``transition`` to the user's job under its row lock, if its status allows; send after commit."""
     with transaction() as session:
         job = _owned_locked(session, job_id, user_id)
-        if job.status not in (JobStatus.FAILED.value, JobStatus.CANCELED.value):
-            raise JobConflict(f"only a failed or canceled job can be retried; this one is {job.status}")
-        outbox = engine.resume(session, job)
+        if job.status not in from_statuses:
+            raise JobConflict(refusal.format(status=job.status))
+        outbox = transition(session, job)
         body = serialize(job)
     send(outbox)
     return body

@@ -60,7 +60,7 @@ class Field(Generic[T]):
 class JobRow:
     """One locked job row: read and assign fields as on ``Job``; assignments are saved before commit.
 
-    Every column of ``jobs`` is a typed :class:`Field` here (``tests/test_jobrow.py`` holds them to the
+    Every column of ``jobs`` is a typed :class:`Field` here (``tests/pipelines/test_jobrow.py`` holds them to the
     table), so a misspelt field is an error, not a new attribute.
     """
 
