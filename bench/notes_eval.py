@@ -100,21 +100,10 @@ def audio_for(lecture: Lecture) -> tuple[Path, float]:
     return mp3, float((OUT / f"{lecture.name}.seconds").read_text())
 
 
-class _Quiet:
-    def report_progress(self, fraction: float, message: str | None) -> None:
-        pass
-
-    def save_checkpoint(self, values: dict[str, Any]) -> None:
-        pass
-
-    def warn(self, code: str, message: str) -> None:
-        pass
-
-
 def _run(actor: Any, data: Any, item: int | None = None, total: int | None = None) -> Any:
     from actors.context import StageContext, stage_context
 
-    ctx = StageContext(job_id="notes-eval", stage=actor.actor_name, item=item, items_total=total, reporter=_Quiet())
+    ctx = StageContext(job_id="notes-eval", stage=actor.actor_name, item=item, items_total=total)
     with stage_context(ctx):
         return actor(data)
 

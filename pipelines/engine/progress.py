@@ -57,22 +57,26 @@ def step_fraction(session: Session, job: JobRow, pipeline: Pipeline, index: int)
     return float(value or 0.0)
 
 
-def cached_durations(pipeline: str) -> dict[int, float] | None:
-    """The cached past step durations of ``pipeline``, or None when stale or never read."""
+def _fresh(cache: dict[str, tuple[float, dict[int, float]]], pipeline: str) -> dict[int, float] | None:
+    """``pipeline``'s entry of a history cache, or None when stale or never read."""
     with _history_lock:
-        cached = _history.get(pipeline)
+        cached = cache.get(pipeline)
     if cached and time.monotonic() - cached[0] < HISTORY_TTL:
         return cached[1]
     return None
 
 
+def cached_durations(pipeline: str) -> dict[int, float] | None:
+    """The cached past step durations of ``pipeline``, or None when stale or never read."""
+    return _fresh(_history, pipeline)
+
+
 def past_durations(session: Session, pipeline: str) -> dict[int, float]:
     """Mean seconds each step of ``pipeline`` took in recent completed runs (cached)."""
+    cached = _fresh(_history, pipeline)
+    if cached is not None:
+        return cached
     now = time.monotonic()
-    with _history_lock:
-        cached = _history.get(pipeline)
-        if cached and now - cached[0] < HISTORY_TTL:
-            return cached[1]
     recent = (
         select(StageRun.step, StageRun.duration)
         .join(Job, Job.id == StageRun.job_id)
@@ -134,21 +138,16 @@ def job_size(session: Session, job_id: str) -> float | None:
 
 def cached_rates(pipeline: str) -> dict[int, float] | None:
     """The cached past seconds per unit of size of ``pipeline``'s steps, or None when stale or never read."""
-    with _history_lock:
-        cached = _rates.get(pipeline)
-    if cached and time.monotonic() - cached[0] < HISTORY_TTL:
-        return cached[1]
-    return None
+    return _fresh(_rates, pipeline)
 
 
 def past_rates(session: Session, pipeline: str) -> dict[int, float]:
     """Seconds per unit of size each step of ``pipeline`` took in recent completed runs of jobs whose
     size is known (total seconds over total size, so large jobs weigh more; cached)."""
+    cached = _fresh(_rates, pipeline)
+    if cached is not None:
+        return cached
     now = time.monotonic()
-    with _history_lock:
-        cached = _rates.get(pipeline)
-        if cached and now - cached[0] < HISTORY_TTL:
-            return cached[1]
     recent = session.execute(
         select(StageRun.job_id, StageRun.step, StageRun.duration)
         .join(Job, Job.id == StageRun.job_id)

@@ -23,28 +23,10 @@ from actors.providers.summarize import sentences
 from actors.providers.transcribe import Segment, Transcript, Word
 from actors.stages import audio as stages
 from conveyor.config import configure, load_settings
+from tests.support.stages import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "lecture.mp3"
-
-
-class Recorder:
-    """A stage reporter that keeps every progress message."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-        self.fractions: list[float] = []
-
-    def report_progress(self, fraction: float, message: str | None) -> None:
-        self.fractions.append(fraction)
-        if message:
-            self.messages.append(message)
-
-    def save_checkpoint(self, values: dict[str, Any]) -> None:
-        pass
-
-    def warn(self, code: str, message: str) -> None:
-        pass
 
 
 def run(actor: Any, data: Any, recorder: Recorder, *, item: int | None = None, total: int | None = None) -> Any:

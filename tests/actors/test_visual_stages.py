@@ -23,28 +23,13 @@ from actors.providers.tts import synthesize_local
 from actors.stages import visual as vs
 from conveyor.config import configure, load_settings
 from pipelines.catalog.visual import ColorGradeInput, VideoGenerationInput
+from tests.support.stages import Recorder
 
 SCRIPT = (
     "The sun rises over a quiet harbour and the fishing boats head out.\n\n"
     "A young girl runs along the pier, waving at her father on the last boat.\n\n"
     "By evening the boats return, heavy with fish, and the whole village gathers."
 )
-
-
-class Recorder:
-    """A stage reporter that keeps what the stage reported."""
-
-    def __init__(self) -> None:
-        self.messages: list[str | None] = []
-
-    def report_progress(self, fraction: float, message: str | None) -> None:
-        self.messages.append(message)
-
-    def save_checkpoint(self, values: dict[str, Any]) -> None:
-        pass
-
-    def warn(self, code: str, message: str) -> None:
-        pass
 
 
 @pytest.fixture

@@ -143,19 +143,8 @@ STAGES = [(prepare_audio, "audio"), (prepare_audio, "media"), (remove_noise, "au
           (grade_video, "video"), (roto_video, "video")]
 
 
-class Reporter:
-    def report_progress(self, fraction: float, message: str | None) -> None:
-        pass
-
-    def save_checkpoint(self, values: dict[str, Any]) -> None:
-        pass
-
-    def warn(self, code: str, message: str) -> None:
-        pass
-
-
 def run_stage(actor: Any, data: dict[str, Any]) -> Any:
-    with stage_context(StageContext(job_id="job-ssrf", stage=actor.actor_name, reporter=Reporter())):
+    with stage_context(StageContext(job_id="job-ssrf", stage=actor.actor_name, reporter=None)):
         return actor(data)
 
 
