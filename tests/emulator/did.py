@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
 
+from actors.media.ffmpeg import probe
 from tests.emulator.luma import to_mp4
 from tests.emulator.server import CANCELED, DONE, FAILED, PENDING, RUNNING, JobStore
 
@@ -103,4 +104,7 @@ def _still_with_audio(image: bytes, audio: bytes) -> bytes:
         (Path(tmp) / "image").write_bytes(image)
         (Path(tmp) / "audio").write_bytes(audio)
         return to_mp4(["-loop", "1", "-i", str(Path(tmp) / "image"), "-i", str(Path(tmp) / "audio"),
-                       "-vf", "scale=256:256", "-r", "25", "-c:a", "aac", "-shortest"])
+                       "-vf", "scale=256:256", "-r", "25", "-c:a", "aac",
+                       # Not -shortest: it overshoots by the frames the encoder had buffered when the
+                       # audio ended (seconds of them on a busy machine). End at the audio's end.
+                       "-t", f"{probe(Path(tmp) / 'audio').duration:.3f}"])
