@@ -81,7 +81,7 @@ def queued_state(actor_name: str, delay: float | None = None) -> dict[str, Any]:
 
 
 def queue_run(run: StageRun, policy: RetryPolicy, outbox: Outbox, payload: Any, *, delay: float | None = None,
-              items_total: int | None = None, pipeline: str = "") -> None:
+              items_total: int | None = None, pipeline: str = "", job_size: float | None = None) -> None:
     """Mark the loaded ``run`` queued under a fresh token and put its message (with ``payload``, the run's
     input) in the outbox."""
     assert run.actor is not None
@@ -89,7 +89,7 @@ def queue_run(run: StageRun, policy: RetryPolicy, outbox: Outbox, payload: Any, 
         setattr(run, column, value)
     outbox.dispatches.append(
         Dispatch(run.actor, payload, run.job_id, run.id, run.dispatch_token or "", delay, policy.time_limit,
-                 items_total, run.step == 0, pipeline)
+                 items_total, run.step == 0, pipeline, job_size)
     )
 
 

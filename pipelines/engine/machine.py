@@ -143,7 +143,8 @@ def _queued_row(job: JobRow, index: int, item: int, name: str, actor: str, paylo
 
     def dispatch(run_id: int) -> None:
         outbox.dispatches.append(Dispatch(actor, payload, job.id, run_id, state["dispatch_token"], None,
-                                          policy.time_limit, items_total, index == 0, job.pipeline))
+                                          policy.time_limit, items_total, index == 0, job.pipeline,
+                                          progress.known_size(job.id)))
     return row, dispatch
 
 
@@ -151,6 +152,8 @@ def start_step(session: Session, job: JobRow, pipeline: Pipeline, index: int, st
     """Create the runs of step ``index`` and queue the first of them."""
     outbox = Outbox()
     step = pipeline.steps[index]
+    if index == 1:  # the first step's output tells the job's size: its messages carry it to the ETA
+        progress.remember_size(job.id, progress.input_size(step_input))
     now = utcnow()
     update_summary(job, index, status="processing", started_at=iso(now), finished_at=None, error=None)
     job.step = step.name.replace("_", " ").capitalize()
@@ -208,7 +211,7 @@ def requeue_run(job: JobRow, run: StageRun, policy: RetryPolicy, outbox: Outbox,
     counts = (job.stages or [])[run.step].get("items") if run.item != STEP_ROW else None
     payload = first_input(job) if _input_is_the_jobs(job, run.step, run.item) else run.input
     queue_run(run, policy, outbox, payload, delay=delay, items_total=counts["total"] if counts else None,
-              pipeline=job.pipeline)
+              pipeline=job.pipeline, job_size=progress.known_size(job.id))
 
 
 def _queue_waiting_items(session: Session, job: JobRow, step: Step, index: int, outbox: Outbox) -> None:

@@ -197,3 +197,36 @@ def test_an_item_end_plans_a_sized_eta_from_the_size_its_message_carried(db, stu
     assert plan["self"]["history"] == {"self": pytest.approx(16.0), "after": pytest.approx(4.0)}
     unsized = plan_end(StageEnd("job-x", 1, "token", "demo", 1, 0, {"index": 0}, None, 8), durations, rates)
     assert unsized is not None and unsized["self"]["history"] == {"self": 8.0, "after": 2.0}
+
+
+def test_the_general_path_s_messages_carry_the_size_too(db, stub_broker):
+    """A first step ended by the general path (the engine's transaction) tells the next stage's messages
+    the job's size, as the fast path does, so their ends scale the ETA without reading it."""
+    from sqlalchemy import select
+
+    from pipelines.definition import get_pipeline
+    from pipelines.engine import machine as engine
+    from pipelines.engine.dispatch import Outbox
+    from pipelines.services.jobs import start_job
+    from pipelines.store.db import transaction
+    from pipelines.store.jobrow import lock_job
+
+    progress._sizes.clear()
+    demo = get_pipeline("demo")
+    assert demo is not None
+    job_id = start_job(pipeline="demo", input={"items": 3})["id"]
+    items = [{"index": i, "sleep": 0.0, "fail": False, "fail_mode": "permanent", "fail_times": 1} for i in range(3)]
+    with transaction() as session:
+        job = lock_job(session, job_id)
+        assert job is not None
+        outbox = engine.finish_step(session, job, demo, 0, items)
+    assert outbox.dispatches and all(d.job_size == 3.0 for d in outbox.dispatches)
+    # and a retry queued later by the engine carries it as well
+    with transaction() as session:
+        job = lock_job(session, job_id)
+        assert job is not None
+        run = session.scalars(select(StageRun).where(StageRun.job_id == job_id, StageRun.step == 1,
+                                                     StageRun.item == 0)).one()
+        retried = Outbox()
+        engine.requeue_run(job, run, demo.steps[1].policy_for(run.item), retried)
+    assert [d.job_size for d in retried.dispatches] == [3.0]
