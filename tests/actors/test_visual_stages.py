@@ -23,6 +23,7 @@ from actors.providers.tts import synthesize_local
 from actors.stages import visual as vs
 from conveyor.config import configure, load_settings
 from pipelines.catalog.visual import ColorGradeInput, VideoGenerationInput
+from tests.support.media import duration_of
 from tests.support.stages import Recorder
 
 SCRIPT = (
@@ -111,7 +112,7 @@ def test_scenes_are_rendered_and_joined_with_failed_ones_reported(storage):
     scene_seconds = 0.0
     for scene in (result["scenes"][0], result["scenes"][2]):
         with local_copy(scene["video_url"]) as path:
-            scene_seconds += probe(path).duration
+            scene_seconds += duration_of(path)
     with local_copy(result["video_url"]) as path:
         info = probe(path)
     assert info.has_video and info.has_audio
