@@ -8,7 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
@@ -71,20 +71,20 @@ def speaking_video(tmp_path: Path) -> Path:
 
 def test_a_script_shorter_than_sixty_characters_is_refused_by_the_input_model():
     with pytest.raises(ValidationError) as caught:
-        VideoGenerationInput(script="Too short.")
+        VideoGenerationInput.model_validate({"script": "Too short."})
     assert caught.value.errors()[0]["loc"] == ("script",)
     with pytest.raises(ValidationError):
-        VideoGenerationInput(script=" " * 50 + "short" + " " * 50)
+        VideoGenerationInput.model_validate({"script": " " * 50 + "short" + " " * 50})
     with pytest.raises(ValidationError):
-        VideoGenerationInput(script=SCRIPT, max_scenes=21)
-    assert VideoGenerationInput(script=SCRIPT).max_scenes == 6
+        VideoGenerationInput.model_validate({"script": SCRIPT, "max_scenes": 21})
+    assert VideoGenerationInput.model_validate({"script": SCRIPT}).max_scenes == 6
 
 
 def test_an_unknown_preset_is_refused_by_the_input_model_and_the_presets_agree():
     with pytest.raises(ValidationError) as caught:
-        ColorGradeInput(video="file:abc", preset="sepia")
+        ColorGradeInput.model_validate({"video": "file:abc", "preset": "sepia"})
     assert caught.value.errors()[0]["loc"] == ("preset",)
-    assert set(ColorGradeInput.model_fields["preset"].annotation.__args__) == set(PRESETS)
+    assert set(get_args(ColorGradeInput.model_fields["preset"].annotation)) == set(PRESETS)
 
 
 # --- video_generation ----------------------------------------------------------------------------
