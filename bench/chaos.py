@@ -179,8 +179,10 @@ def wait_and_count(ids: list[str], deadline: float, database_url: str) -> dict:
     while True:
         try:
             with psycopg.connect(database_url) as db:
-                open_jobs = db.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status IN "
-                                       "('pending', 'processing')", (ids,)).fetchone()[0]
+                row = db.execute("SELECT count(*) FROM jobs WHERE id = ANY(%s) AND status IN "
+                                 "('pending', 'processing')", (ids,)).fetchone()
+                assert row is not None, "a count(*) answers one row"
+                open_jobs = row[0]
                 if open_jobs == 0 or time.monotonic() > deadline:
                     return count(db, ids)
         except psycopg.OperationalError:

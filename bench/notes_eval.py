@@ -152,7 +152,9 @@ def score(lecture: Lecture, result: dict[str, Any]) -> dict[str, Any]:
 
     def right(term: str, definition: str) -> bool:
         words = expected.get(term) or expected.get(term.rstrip("s")) or expected.get(term + "s")
-        return bool(words) and all(w in definition for w in words)
+        if not words:
+            return False
+        return all(w in definition for w in words)
 
     correct = [t for t, d in given if right(t, d)]
     reversed_ = [t for t, d in given if t not in expected and any(e in _key(d) for e in expected)]

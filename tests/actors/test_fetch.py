@@ -36,6 +36,14 @@ from tests.support.network import StubResolver, assert_no_connection, connects, 
 
 CLIP = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 400  # an MP3 by its first bytes; 102,410 bytes
 
+
+def bytes_on_disk(key: str) -> bytes:
+    """The stored file's bytes, read where the tests' local storage keeps it."""
+    path = get_storage().local_path(key)
+    assert path is not None, "the tests' storage is local, so every key has a path on disk"
+    return path.read_bytes()
+
+
 # -- observing the network: the same audit hook, trap and stub resolver as the security suite ----------
 
 @pytest.fixture
@@ -311,7 +319,7 @@ def test_a_file_is_fetched_into_storage_under_the_job(loopback_allowed, files_se
     reference = fetch_to_storage(files_server.url("/media/clip.mp3"), job_id="job-42")
     key = key_of(reference)
     assert key.startswith("jobs/job-42/") and key.endswith(".mp3")
-    assert get_storage().local_path(key).read_bytes() == CLIP
+    assert bytes_on_disk(key) == CLIP
     (call,) = files_server.calls
     assert call.headers["host"] == f"127.0.0.1:{port_of(files_server)}"
     assert call.headers["accept-encoding"] == "identity"
@@ -323,7 +331,7 @@ def test_a_file_without_extension_gets_one_from_its_content_type(loopback_allowe
 
 def test_redirects_are_followed_up_to_five_hops(loopback_allowed, files_server, connects):
     reference = fetch_to_storage(files_server.url("/hops/4"), job_id="j")
-    assert get_storage().local_path(key_of(reference)).read_bytes() == CLIP
+    assert bytes_on_disk(key_of(reference)) == CLIP
     assert len(files_server.calls) == 6
     assert {address for address, _ in connects} == {"127.0.0.1"}
     error = refused(files_server.url("/hops/5"), "url_refused")
@@ -493,7 +501,7 @@ def test_https_connects_to_the_vetted_address_and_keeps_the_name_for_sni_host_an
         f"https://media.example.test:{port}/media/clip.mp3", job_id="j", verify=trust
     )
     # Then one lookup was made, the connection went to that address, and the name travelled in SNI and Host
-    assert get_storage().local_path(key_of(reference)).read_bytes() == CLIP
+    assert bytes_on_disk(key_of(reference)) == CLIP
     assert dns.lookups == ["media.example.test"]
     assert connects == [("127.0.0.1", port)]
     assert server_names == ["media.example.test"]

@@ -64,7 +64,7 @@ def test_the_cap_refuses_a_call_beyond_the_limit_until_a_slot_is_freed(stub_brok
             # When a third call asks for a slot / Then it is told to come back shortly
             with pytest.raises(RateLimited) as caught:
                 hold(ExitStack(), "luma", stub_broker)
-            assert 1.0 <= caught.value.retry_after <= 2.0
+            assert caught.value.retry_after is not None and 1.0 <= caught.value.retry_after <= 2.0
             info = classify(caught.value)
             assert info.rate_limited and info.transient and "2 concurrent luma" in info.message
         # And once a call finished, the next one gets in

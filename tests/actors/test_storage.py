@@ -146,6 +146,7 @@ def test_a_presigned_url_downloads_the_bytes_as_a_named_attachment(s3_settings):
     storage = get_storage()
     storage.put_bytes("jobs/j3/v.mp4", b"video-bytes", "video/mp4")
     url = storage.presigned_url("jobs/j3/v.mp4", filename="scène 1.mp4", expires=600)
+    assert url is not None, "S3 storage presigns its download URLs"
     assert url.startswith(s3_settings.s3_endpoint_url + "/")
     assert "X-Amz-Signature=" in url and "X-Amz-Expires=600" in url
     assert "test-secret-value" not in url

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+from dramatiq.brokers.stub import StubBroker
+
 from actors.broker import termination
 from actors.broker.termination import DUPLICATE_WINDOW, DuplicateSigtermGuard, tolerate_duplicate_sigterm
 
@@ -29,7 +31,7 @@ def test_the_guard_wraps_only_the_handler_of_a_dramatiq_worker_process():
             pass
 
         signal.signal(signal.SIGTERM, not_dramatiqs)
-        DuplicateSigtermGuard().after_process_boot(None)
+        DuplicateSigtermGuard().after_process_boot(StubBroker(middleware=[]))
         assert signal.getsignal(signal.SIGTERM) is not_dramatiqs
 
         def termhandler(signum, frame):
@@ -37,8 +39,8 @@ def test_the_guard_wraps_only_the_handler_of_a_dramatiq_worker_process():
 
         termhandler.__module__ = "dramatiq.cli"
         signal.signal(signal.SIGTERM, termhandler)
-        DuplicateSigtermGuard().after_process_boot(None)
+        DuplicateSigtermGuard().after_process_boot(StubBroker(middleware=[]))
         installed = signal.getsignal(signal.SIGTERM)
-        assert installed is not termhandler and installed.__qualname__.startswith("tolerate_duplicate_sigterm")
+        assert installed is not termhandler and callable(installed) and installed.__qualname__.startswith("tolerate_duplicate_sigterm")
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -40,6 +40,7 @@ from tests.emulator.elevenlabs_voice import elevenlabs_voice_blueprint
 from tests.emulator.luma import FAIL_MARKER, luma_blueprint
 from tests.emulator.replicate import replicate_blueprint
 from tests.emulator.server import JobStore
+from tests.support.media import duration_of
 
 KEYS = {"LUMA_API_KEY": "luma-test-key-123", "ELEVENLABS_API_KEY": "eleven-test-key-123",
         "DID_API_KEY": "did-test-key-123", "REPLICATE_API_TOKEN": "r8_test-token-123"}
@@ -134,10 +135,10 @@ def test_a_voice_profile_shifts_the_pitch_and_changes_the_pace(tmp_path):
     text = "It was a quiet morning in the village, and the baker had already opened his shop."
     plain = analyze(read_samples(synthesize_local(text, tmp_path / "plain.wav")))
     higher = analyze(read_samples(synthesize_local(text, tmp_path / "high.wav", LocalVoice(pitch_semitones=4.0))))
-    faster = probe(synthesize_local(text, tmp_path / "fast.wav", LocalVoice(tempo=1.3)))
+    faster = duration_of(synthesize_local(text, tmp_path / "fast.wav", LocalVoice(tempo=1.3)))
     semitones = 12 * np.log2(higher.median_pitch_hz / plain.median_pitch_hz)
     assert semitones == pytest.approx(4.0, abs=1.5)  # a median over ~1.5 s of voiced speech
-    assert faster.duration < 0.92 * probe(tmp_path / "plain.wav").duration  # pauses keep their length
+    assert faster < 0.92 * duration_of(tmp_path / "plain.wav")  # pauses keep their length
 
 
 @pytest.mark.slow
@@ -414,7 +415,7 @@ def test_luma_calls_wait_for_a_free_provider_slot_without_creating_anything(luma
     configured(LUMA_API_KEY=KEYS["LUMA_API_KEY"], LUMA_BASE_URL=luma.base_url, CONVEYOR_LIMIT_LUMA="1")
     with provider_slot("luma"):  # another stage holds the only slot
         error, ctx = _raises(_render(tmp=tmp_path))
-    assert isinstance(error, RateLimited) and 0 < error.retry_after <= 2
+    assert isinstance(error, RateLimited) and error.retry_after is not None and 0 < error.retry_after <= 2
     assert len(luma.jobs) == 0 and not saved(ctx).get("provider_id")
     outcome, _ = run_stage(_render(tmp=tmp_path))
     assert isinstance(outcome, PollLater) and len(luma.jobs) == 1

@@ -8,7 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from actors.providers.tts import synthesize_local
 from actors.stages import visual as vs
 from conveyor.config import configure, load_settings
 from pipelines.catalog.visual import ColorGradeInput, VideoGenerationInput
+from tests.support.media import duration_of
 from tests.support.stages import Recorder
 
 SCRIPT = (
@@ -70,20 +71,20 @@ def speaking_video(tmp_path: Path) -> Path:
 
 def test_a_script_shorter_than_sixty_characters_is_refused_by_the_input_model():
     with pytest.raises(ValidationError) as caught:
-        VideoGenerationInput(script="Too short.")
+        VideoGenerationInput.model_validate({"script": "Too short."})
     assert caught.value.errors()[0]["loc"] == ("script",)
     with pytest.raises(ValidationError):
-        VideoGenerationInput(script=" " * 50 + "short" + " " * 50)
+        VideoGenerationInput.model_validate({"script": " " * 50 + "short" + " " * 50})
     with pytest.raises(ValidationError):
-        VideoGenerationInput(script=SCRIPT, max_scenes=21)
-    assert VideoGenerationInput(script=SCRIPT).max_scenes == 6
+        VideoGenerationInput.model_validate({"script": SCRIPT, "max_scenes": 21})
+    assert VideoGenerationInput.model_validate({"script": SCRIPT}).max_scenes == 6
 
 
 def test_an_unknown_preset_is_refused_by_the_input_model_and_the_presets_agree():
     with pytest.raises(ValidationError) as caught:
-        ColorGradeInput(video="file:abc", preset="sepia")
+        ColorGradeInput.model_validate({"video": "file:abc", "preset": "sepia"})
     assert caught.value.errors()[0]["loc"] == ("preset",)
-    assert set(ColorGradeInput.model_fields["preset"].annotation.__args__) == set(PRESETS)
+    assert set(get_args(ColorGradeInput.model_fields["preset"].annotation)) == set(PRESETS)
 
 
 # --- video_generation ----------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def test_scenes_are_rendered_and_joined_with_failed_ones_reported(storage):
     scene_seconds = 0.0
     for scene in (result["scenes"][0], result["scenes"][2]):
         with local_copy(scene["video_url"]) as path:
-            scene_seconds += probe(path).duration
+            scene_seconds += duration_of(path)
     with local_copy(result["video_url"]) as path:
         info = probe(path)
     assert info.has_video and info.has_audio

@@ -15,23 +15,23 @@ import threading
 import uuid
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 
 from actors.media.ffmpeg import probe
 from tests.emulator.luma import to_mp4
-from tests.emulator.server import CANCELED, DONE, FAILED, PENDING, RUNNING, JobStore
+from tests.emulator.server import CANCELED, DONE, FAILED, PENDING, RUNNING, JobsBlueprint, JobStore
 
 _STATUS = {PENDING: "created", RUNNING: "started", DONE: "done", FAILED: "error", CANCELED: "error"}
 
 
-def did_blueprint(store: JobStore | None = None) -> Blueprint:
+def did_blueprint(store: JobStore | None = None) -> JobsBlueprint:
     """The D-ID routes; ``store`` decides how many polls a talk takes (default 2)."""
     jobs = store if store is not None else JobStore(done_after_polls=2)
     images: dict[str, bytes] = {}
     audios: dict[str, bytes] = {}
     results: dict[str, bytes] = {}
     lock = threading.Lock()
-    bp = Blueprint("did", __name__)
+    bp = JobsBlueprint("did", __name__, jobs)
 
     @bp.before_request
     def authorize():
@@ -95,7 +95,6 @@ def did_blueprint(store: JobStore | None = None) -> Blueprint:
                                                      audios[job.input["script"]["audio_url"]])
             return Response(results[talk_id], mimetype="video/mp4")
 
-    bp.jobs = jobs  # type: ignore[attr-defined]
     return bp
 
 

@@ -14,9 +14,9 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 
-from tests.emulator.server import CANCELED, DONE, FAILED, PENDING, RUNNING, JobStore
+from tests.emulator.server import CANCELED, DONE, FAILED, PENDING, RUNNING, JobsBlueprint, JobStore
 
 #: A prompt containing this makes the generation fail.
 FAIL_MARKER = "[emulator:fail]"
@@ -46,10 +46,10 @@ def sample_clip(seconds: float = 1.0, size: str = "320x180") -> bytes:
     return to_mp4(["-f", "lavfi", "-i", f"testsrc=size={size}:rate=24", "-t", str(seconds)])
 
 
-def luma_blueprint(store: JobStore | None = None) -> Blueprint:
+def luma_blueprint(store: JobStore | None = None) -> JobsBlueprint:
     """The Luma routes; ``store`` decides how many polls a generation takes (default 2)."""
     jobs = store if store is not None else JobStore(done_after_polls=2)
-    bp = Blueprint("luma", __name__)
+    bp = JobsBlueprint("luma", __name__, jobs)
 
     def unauthorized():
         if not request.headers.get("Authorization", "").startswith("Bearer "):
@@ -91,5 +91,4 @@ def luma_blueprint(store: JobStore | None = None) -> Blueprint:
             return jsonify({"detail": "Not found"}), 404
         return Response(sample_clip(), mimetype="video/mp4")
 
-    bp.jobs = jobs  # type: ignore[attr-defined] - tests read the store through the blueprint
     return bp

@@ -86,7 +86,8 @@ def openai_blueprint(*, transcript: str = "Welcome to the lecture. An atom is th
         words = transcript.split()
         timed = [{"word": re.sub(r"[^\w'-]", "", w), "start": i * WORD_SECONDS, "end": (i + 1) * WORD_SECONDS}
                  for i, w in enumerate(words)]
-        segments, start = [], 0
+        segments: list[dict[str, Any]] = []
+        start = 0
         for i, word in enumerate(words):
             if word.endswith((".", "?", "!")) or i == len(words) - 1:
                 segments.append({"id": len(segments), "seek": 0, "start": start * WORD_SECONDS,

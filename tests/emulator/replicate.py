@@ -12,21 +12,21 @@ from __future__ import annotations
 import threading
 import uuid
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 
 from tests.emulator.luma import to_mp4
-from tests.emulator.server import CANCELED, DONE, FAILED, PENDING, RUNNING, JobStore
+from tests.emulator.server import CANCELED, DONE, FAILED, PENDING, RUNNING, JobsBlueprint, JobStore
 
 _STATUS = {PENDING: "starting", RUNNING: "processing", DONE: "succeeded", FAILED: "failed", CANCELED: "canceled"}
 
 
-def replicate_blueprint(store: JobStore | None = None) -> Blueprint:
+def replicate_blueprint(store: JobStore | None = None) -> JobsBlueprint:
     """The Replicate routes; ``store`` decides how many polls a prediction takes (default 2)."""
     jobs = store if store is not None else JobStore(done_after_polls=2)
     files: dict[str, bytes] = {}
     outputs: dict[str, bytes] = {}
     lock = threading.Lock()
-    bp = Blueprint("replicate", __name__)
+    bp = JobsBlueprint("replicate", __name__, jobs)
 
     @bp.before_request
     def authorize():
@@ -95,7 +95,6 @@ def replicate_blueprint(store: JobStore | None = None) -> Blueprint:
                 outputs[prediction_id] = _matte(data)
             return Response(outputs[prediction_id], mimetype="video/mp4")
 
-    bp.jobs = jobs  # type: ignore[attr-defined]
     return bp
 
 

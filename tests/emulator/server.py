@@ -324,3 +324,11 @@ class JobStore:
         by_polls = job.polls_needed is not None and job.polls >= job.polls_needed
         by_time = job.seconds_needed is not None and self._clock() - job.created_at >= job.seconds_needed
         return by_polls or by_time
+
+
+class JobsBlueprint(Blueprint):
+    """A provider's routes together with the job store they serve, which tests read and steer."""
+
+    def __init__(self, name: str, import_name: str, jobs: JobStore) -> None:
+        super().__init__(name, import_name)
+        self.jobs = jobs

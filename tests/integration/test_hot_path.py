@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from unittest.mock import patch
 
 import dramatiq
 import pytest
@@ -71,11 +72,8 @@ def redis_sends() -> Iterator[Counter[str]]:
         counts[threading.current_thread().name] += 1
         return original(self, command, check_health)
 
-    redis.connection.AbstractConnection.send_packed_command = counting
-    try:
+    with patch.object(redis.connection.AbstractConnection, "send_packed_command", counting):
         yield counts
-    finally:
-        redis.connection.AbstractConnection.send_packed_command = original
 
 
 def test_a_batch_of_ends_is_one_sql_round_trip_and_one_commit_and_one_redis_round_trip():

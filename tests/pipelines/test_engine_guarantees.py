@@ -242,8 +242,10 @@ def test_two_concurrent_retries_resume_the_job_once(stub_worker):
             outcomes.append("conflict")
 
     threads = [threading.Thread(target=retry) for _ in range(2)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert sorted(outcomes) == ["conflict", "processing"]
     assert wait_for_job(failed["id"])["status"] == "completed"
 

@@ -22,6 +22,7 @@ def _adds(job_id: str, value: int, sessions: list[int], *, fails: bool = False):
     def record(session) -> Outbox:
         sessions.append(id(session))
         job = lock_job(session, job_id)
+        assert job is not None, "the job is created before its records run"
         job.errors = [*(job.errors or []), {"item": value}]
         if fails:
             raise RuntimeError("this record fails")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from actors.errors import ErrorInfo
+from conveyor.job_shape import StageOut
+from conveyor.statuses import StageStatus
 from pipelines.definition import RetryPolicy
 from pipelines.engine.transitions import (
     WORKER_LOST,
@@ -26,6 +28,11 @@ TRANSIENT = ErrorInfo("provider_error", "503", True)
 PERMANENT = ErrorInfo("invalid_media", "not audio", False)
 
 
+def step(name: str, status: StageStatus, *, finished_at: str | None) -> StageOut:
+    """One step of a job's stage summary, with the fields these transitions read."""
+    return {"name": name, "status": status, "progress": 0.0, "attempts": 1, "finished_at": finished_at}
+
+
 def highest(low: float, high: float) -> float:
     return high
 
@@ -43,9 +50,10 @@ def test_a_transient_failure_retries_with_a_doubling_backoff_until_the_retries_a
 
 def test_the_backoff_is_capped_and_jittered_between_half_and_all_of_it():
     many = RetryPolicy(retries=20, min_backoff=1.0, max_backoff=8.0, time_limit=60.0, max_wait=100.0)
-    assert after_failure(many, attempts=10, waited=0, poll_after=None, info=TRANSIENT, uniform=highest).delay == 8.0
+    high = after_failure(many, attempts=10, waited=0, poll_after=None, info=TRANSIENT, uniform=highest)
+    assert high == Retry(8.0, TRANSIENT)
     low = after_failure(many, attempts=10, waited=0, poll_after=None, info=TRANSIENT, uniform=lambda a, b: a)
-    assert low.delay == 4.0
+    assert low == Retry(4.0, TRANSIENT)
 
 
 def test_a_provider_asking_for_more_time_than_the_backoff_gets_it():
@@ -97,9 +105,9 @@ def test_a_resume_starts_at_the_first_step_not_completed():
 
 
 def test_a_cancel_closes_every_unfinished_step_and_a_resume_reopens_those_it_closed():
-    stages = [{"name": "a", "status": "completed", "finished_at": "t0"},
-              {"name": "b", "status": "processing", "finished_at": None},
-              {"name": "c", "status": "pending", "finished_at": None}]
+    stages = [step("a", StageStatus.COMPLETED, finished_at="t0"),
+              step("b", StageStatus.PROCESSING, finished_at=None),
+              step("c", StageStatus.PENDING, finished_at=None)]
     canceled = canceled_summary(stages, "t1")
     assert [(s["status"], s["finished_at"]) for s in canceled] == [
         ("completed", "t0"), ("canceled", "t1"), ("canceled", None)]

@@ -144,6 +144,7 @@ def stored_body(client: redis.Redis, redis_id: str, queue: str = "default") -> b
     """The stored body of message ``redis_id`` (kept until the message is acknowledged)."""
     body = client.hget(queue_keys(queue)["messages"], redis_id)
     assert body is not None, f"no message {redis_id} on {queue}"
+    assert isinstance(body, bytes), "the client is made without decode_responses, so it answers bytes"
     return body
 
 

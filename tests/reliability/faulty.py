@@ -239,7 +239,7 @@ def _hold_the_writer() -> None:
         return write(plans)
 
     held.held = True  # type: ignore[attr-defined]
-    pgstore.apply_ends = held  # type: ignore[assignment]
+    pgstore.apply_ends = held
 
 
 def configure_broker(broker: dramatiq.Broker) -> None:

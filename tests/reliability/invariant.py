@@ -33,6 +33,12 @@ def executions(job_id: str, event: str | None = None) -> list[dict[str, Any]]:
     return [r for r in records if r.get("job") == job_id and (event is None or r["event"] == event)]
 
 
+def dispatch_token(run: StageRun) -> str:
+    """The token of the message that may run ``run``; every queued or running run has one."""
+    assert run.dispatch_token is not None, f"run {run.id} ({run.name}, {run.status}) has a dispatch token"
+    return run.dispatch_token
+
+
 def stage_runs(job_id: str) -> list[StageRun]:
     with transaction() as session:
         return list(session.scalars(

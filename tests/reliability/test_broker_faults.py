@@ -28,7 +28,7 @@ def test_undecodable_and_unknown_actor_messages_never_run_and_the_worker_keeps_s
     # Given an undecodable message and one for an actor nobody declared, queued ahead of a job's first stage
     junk_id, unknown_id = f"junk-{uuid.uuid4()}", f"unknown-{uuid.uuid4()}"
     push_raw(client, junk_id, b"\x00\xffnot a message")
-    unknown = Message(queue_name="default", actor_name="rel_no_such_actor", args=({"x": 1},), kwargs={},
+    unknown: Message[object] = Message(queue_name="default", actor_name="rel_no_such_actor", args=({"x": 1},), kwargs={},
                       options={"redis_message_id": unknown_id})
     push_raw(client, unknown_id, unknown.encode())
     job = start_job(pipeline="rel_chain", input={"tag": "after poison"})["id"]

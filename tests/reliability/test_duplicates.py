@@ -11,7 +11,7 @@ from conveyor.errors import JobConflict
 from pipelines.services.jobs import retry_job, start_job
 from tests.reliability.fault_injection import duplicate, queue_keys
 from tests.reliability.faulty import CREATE_PATH
-from tests.reliability.invariant import assert_invariant, executions, stage_runs
+from tests.reliability.invariant import assert_invariant, dispatch_token, executions, stage_runs
 from tests.support.jobs import wait_for_job
 from tests.support.services import RELIABILITY_REDIS_URL
 
@@ -29,7 +29,7 @@ def test_a_stage_message_delivered_twice_at_once_runs_once_and_calls_the_provide
     second.wait_ready()
     # When a job's paid stage message is sent, and a second copy of it right after
     job = start_job(pipeline="rel_provider", input={"poll_interval": 0.3})["id"]
-    token = stage_runs(job)[0].dispatch_token
+    token = dispatch_token(stage_runs(job)[0])
     copy_id = f"copy-{uuid.uuid4()}"
     duplicate(client, token, copy_id)
     # Then the job completes after exactly one provider job was paid for

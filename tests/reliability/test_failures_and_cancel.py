@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 
 import redis
 
 from pipelines.services.jobs import cancel_job, start_job
 from pipelines.store.db import transaction
-from pipelines.store.models import Job
+from pipelines.store.models import Job, StageRun
 from tests.reliability.fault_injection import resend, stored_body
 from tests.reliability.faulty import CREATE_PATH
-from tests.reliability.invariant import assert_invariant, executions, job_events, stage_runs
+from tests.reliability.invariant import assert_invariant, dispatch_token, executions, job_events, stage_runs
 from tests.support.jobs import wait_for_job
 from tests.support.services import CANARY_KEY, RELIABILITY_REDIS_URL
 from tests.support.waiting import wait_until
 
 #: What the failing provider answers: its body repeats the caller's key, which must not reach the job.
 LEAKY_503 = {"error": f"upstream unavailable for key {CANARY_KEY}"}
+
+
+def ended_at(row: Job | StageRun | None) -> datetime:
+    """When a canceled job, or a run that had started, ended; both have ended by the time it is read."""
+    assert row is not None and row.finished_at is not None, f"{row!r} has ended"
+    return row.finished_at
 
 
 def _stored_text(job_id: str) -> str:
@@ -75,7 +82,7 @@ def test_cancel_during_a_fan_out_skips_the_remaining_items_and_late_messages_do_
     job = start_job(pipeline="rel_fanout", input={"items": 6, "sleep": 20})["id"]
     wait_until(lambda: len([r for r in executions(job, "start") if r["stage"] == "items"]) == 2, timeout=30,
                what="both capped items to start")
-    tokens = [r.dispatch_token for r in stage_runs(job)
+    tokens = [dispatch_token(r) for r in stage_runs(job)
               if r.name == "items" and r.item >= 0 and r.status == "processing"]
     assert len(tokens) == 2
     bodies = [stored_body(client, token) for token in tokens]
@@ -86,9 +93,9 @@ def test_cancel_during_a_fan_out_skips_the_remaining_items_and_late_messages_do_
     canceled = assert_invariant(job, status="canceled")
     runs = [r for r in stage_runs(job) if r.name == "items" and r.item >= 0]
     assert all(r.status == "canceled" for r in runs)
-    stopped = max(r.finished_at for r in runs if r.started_at is not None)
+    stopped = max(ended_at(r) for r in runs if r.started_at is not None)
     with transaction() as session:
-        canceled_in_store = session.get(Job, canceled["id"]).finished_at
+        canceled_in_store = ended_at(session.get(Job, canceled["id"]))
     measure("cancel: the running fan-out items stopped after", (stopped - canceled_in_store).total_seconds())
     assert time.monotonic() - canceled_at < 5
     assert {r["item"] for r in executions(job, "start") if r["stage"] == "items"} == {

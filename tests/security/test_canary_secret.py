@@ -54,7 +54,9 @@ def dump_redis(client: redis.Redis) -> dict[str, str]:
     """Every key of the database with its value, whatever its type, as text."""
     dump: dict[str, str] = {}
     for key in client.scan_iter(count=1000):
-        kind = client.type(key).decode()
+        kind_bytes = client.type(key)
+        assert isinstance(kind_bytes, bytes), "the client is made without decode_responses, so it answers bytes"
+        kind = kind_bytes.decode()
         value = {
             "string": lambda k: client.get(k),
             "hash": lambda k: client.hgetall(k),

@@ -62,11 +62,18 @@ def test_the_caps_have_their_defaults_and_settings():
     assert load_settings({"CONVEYOR_MAX_MEDIA_SECONDS": "60"}).max_media_seconds == 60
 
 
+def refusal(duration: float | None, width: int | None, height: int | None, *, image: bool = False) -> str:
+    """Why the caps refuse media of this duration and size; fails the test when they accept it."""
+    reason = over_caps(duration, width, height, image=image)
+    assert reason is not None, f"media of {duration} s at {width}x{height} should be over the caps"
+    return reason
+
+
 def test_default_caps_refuse_three_hours_over_four_and_a_10000_square_frame(db):
     assert over_caps(3 * 3600.0, 1920, 1080) is None
-    assert "CONVEYOR_MAX_MEDIA_SECONDS" in over_caps(4 * 3600.0 + 1, None, None)
-    assert "CONVEYOR_MAX_FRAME_PIXELS" in over_caps(1.0, 10000, 10000)
-    assert "CONVEYOR_MAX_IMAGE_PIXELS" in over_caps(None, 9000, 9000, image=True)
+    assert "CONVEYOR_MAX_MEDIA_SECONDS" in refusal(4 * 3600.0 + 1, None, None)
+    assert "CONVEYOR_MAX_FRAME_PIXELS" in refusal(1.0, 10000, 10000)
+    assert "CONVEYOR_MAX_IMAGE_PIXELS" in refusal(None, 9000, 9000, image=True)
     assert over_caps(None, 7680, 4320) is None
 
 

@@ -88,9 +88,10 @@ def test_the_storage_quota_is_413_naming_the_limit(db, stub_broker, user, other_
 def test_a_chunked_upload_is_held_to_the_quota_by_its_real_size(db, stub_broker, user):
     client = limited_app(USER_QUOTA_BYTES=SIZE + 10).test_client()
     assert upload(client, bearer(user)).status_code == 201
+    from werkzeug.datastructures import Headers
     from werkzeug.test import EnvironBuilder
 
-    builder = EnvironBuilder(method="POST", path="/api/files", headers=bearer(user),
+    builder = EnvironBuilder(method="POST", path="/api/files", headers=Headers(bearer(user)),
                              data={"file": (io.BytesIO(SAMPLE.read_bytes()), "a.mp3")})
     environ = builder.get_environ()
     environ.pop("CONTENT_LENGTH", None)

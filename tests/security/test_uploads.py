@@ -44,6 +44,14 @@ def stored_rows() -> int:
         return session.scalar(select(func.count()).select_from(StoredFile)) or 0
 
 
+def storage_key(file_id: str) -> str:
+    """The storage key the server chose for upload ``file_id``."""
+    with transaction() as session:
+        row = session.get(StoredFile, file_id)
+        assert row is not None, f"upload {file_id} has a row"
+        return row.key
+
+
 # -- size ------------------------------------------------------------------------------------------
 
 
@@ -121,8 +129,7 @@ def test_hostile_names_get_a_server_generated_key_inside_the_storage_root(client
     stored = response.get_json()
     assert stored["filename"] == HOSTILE_NAMES[name]
     assert not set(stored["filename"]) & set("/\\\x00\r\n")
-    with transaction() as session:
-        key = session.get(StoredFile, stored["id"]).key
+    key = storage_key(stored["id"])
     assert re.fullmatch(rf"uploads/{user.id}/[0-9a-f]{{32}}\.mp3", key), key
     (new,) = files_under(tmp_path) - before
     assert new.resolve() == (root / key).resolve()
@@ -152,8 +159,7 @@ def test_paths_outside_the_files_answer_404(client, auth, path):
 
 def test_a_storage_key_is_not_a_file_id(client, auth):
     stored = upload(client, auth, SAMPLE.read_bytes()).get_json()
-    with transaction() as session:
-        key = session.get(StoredFile, stored["id"]).key
+    key = storage_key(stored["id"])
     for guess in (key, key.rsplit("/", 1)[1], key.rsplit("/", 1)[1].split(".")[0]):
         assert client.get(f"/api/files/{guess}", headers=auth).status_code == 404
 

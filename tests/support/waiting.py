@@ -31,7 +31,7 @@ def wait_until(condition: Callable[[], Any], *, timeout: float = 20.0, what: str
 
 def unacknowledged(broker: dramatiq.Broker) -> dict[str, int]:
     """Per queue of a StubBroker (delay queues included): the messages sent and not yet acknowledged."""
-    return {name: queue.unfinished_tasks for name, queue in broker.queues.items()}  # type: ignore[attr-defined]
+    return {name: queue.unfinished_tasks for name, queue in broker.queues.items()}
 
 
 def wait_until_settled(broker: dramatiq.Broker, before: dict[str, int], *, timeout: float = 20.0) -> None:

@@ -52,8 +52,8 @@ def page(browser, server: DevServer):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(20_000)
-    page.requests_seen = []  # type: ignore[attr-defined]
-    page.on("request", lambda request: page.requests_seen.append(request.url))  # type: ignore[attr-defined]
+    page.requests_seen = []
+    page.on("request", lambda request: page.requests_seen.append(request.url))
     yield page
     context.close()
 
