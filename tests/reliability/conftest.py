@@ -77,14 +77,12 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., object]]
     """
     from tests.emulator import start_emulator
     from tests.emulator.luma import luma_blueprint
+    from tests.emulator.server import JobStore
 
     started = []
 
     def start(*, done_after_polls: int | None = 2, done_after_seconds: float | None = None):
-        blueprint = luma_blueprint()
-        # Set on the blueprint's own store: luma_blueprint(store) ignores an empty store (it is falsy).
-        blueprint.jobs.done_after_polls = done_after_polls
-        blueprint.jobs.done_after_seconds = done_after_seconds
+        blueprint = luma_blueprint(JobStore(done_after_polls=done_after_polls, done_after_seconds=done_after_seconds))
         emulator = start_emulator(blueprint)
         started.append(emulator)
         monkeypatch.setenv("LUMA_BASE_URL", emulator.base_url)
