@@ -50,9 +50,11 @@ _IS_DEFINITION = re.compile(
 #: "Y is called X" defines X as Y (the words before "called" are the definition).
 _CALLED = re.compile(r"^(?P<definition>[A-Za-z][\w\s,'’-]{3,100}?)\s+(?:is|are)\s+(?:\w+\s+)?called\s+"
                      r"(?:an?\s+|the\s+)?(?P<term>[A-Za-z][\w\s'’-]{1,40}?)(?:,.*)?$", re.I)
-#: "X, a Y that ..., verb ...": an appositive definition between commas.
-_APPOSITIVE = re.compile(r"^(?:an?\s+|the\s+)?(?P<term>[A-Za-z][\w'’-]*(?:\s+[\w'’-]+){0,3}),\s+"
-                         r"(?P<definition>an?\s+[^,]{6,100}),\s+\w+", re.I)
+#: "X, a Y that ..., verb ...": an appositive definition between commas, with its relative clause (a bare
+#: "X, a Y," names, it does not define). After a topic ("the index, a B-tree, a balanced tree that ...")
+#: it is the second noun that is defined.
+_APPOSITIVE = re.compile(r"^(?:[\w'’ -]{1,40},\s+)?(?:an?\s+|the\s+)?(?P<term>[A-Za-z][\w'’-]*(?:\s+[\w'’-]+){0,3}),\s+"
+                         r"(?P<definition>an?\s+[^,]{2,100}?\b(?:that|which|who)\b[^,]{3,100}),\s+\w+", re.I)
 #: A signpost before a clause: "First, ...", "So, ...".
 _LEAD = re.compile(r"^(?:(?:first|second|third|fourth|next|then|now|so|also|finally|and|but)(?:ly)?,?\s+)+", re.I)
 #: A topic named, then restated as the subject of its definition: "First, X, an X is ...".

@@ -134,14 +134,16 @@ def whisper_model_dir() -> Path:
 
 
 def whisper_model() -> Any:
-    """The process's faster-whisper model, loaded once (CPU, int8)."""
+    """The process's faster-whisper model, loaded once (CPU, float32: int8 weights made more word errors
+    on the lecture evaluation, 5.0 % against 3.0 % and 3.1 % against 2.7 % on two syntheses of it, and
+    were no faster on these CPUs; see docs/benchmarks.md)."""
     global _model
     with _model_lock:
         if _model is None:
             offline_model_hub()
             from faster_whisper import WhisperModel
 
-            _model = WhisperModel(str(whisper_model_dir()), device="cpu", compute_type="int8")
+            _model = WhisperModel(str(whisper_model_dir()), device="cpu", compute_type="float32")
         return _model
 
 

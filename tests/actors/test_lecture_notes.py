@@ -64,6 +64,9 @@ def test_a_heading_is_the_sections_topic_title_cased():
     ("Glycolysis means splitting one sugar molecule into two.", "Glycolysis", "Splitting one sugar molecule into two."),
     ("A B-tree, a balanced tree that keeps keys sorted, lets the database find rows.", "B-tree",
      "A balanced tree that keeps keys sorted."),
+    # a topic, then the appositive: "the index" is named, the B-tree defined (heard as one sentence)
+    ("Third, the index, a B-tree, a balanced tree that keeps keys sorted, lets the database find rows.", "B-tree",
+     "A balanced tree that keeps keys sorted."),
     ("First, the log. A write-ahead log is a file where every change is recorded first.", "Write-ahead log",
      "A file where every change is recorded first."),
     ("First, inflation, an inflation is a rise of the general level of prices.", "Inflation",
@@ -72,6 +75,10 @@ def test_a_heading_is_the_sections_topic_title_cased():
 def test_definitions_read_the_right_way_round(sentence, term, definition):
     found = sm.find_definitions(sentence)
     assert found == [{"term": term, "definition": definition}]
+
+
+def test_a_bare_appositive_names_but_does_not_define():
+    assert sm.find_definitions("My colleague, a doctor, came by with the results.") == []
 
 
 def test_a_pronoun_is_never_a_term_or_a_definition():
