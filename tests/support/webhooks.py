@@ -13,14 +13,16 @@ class Receiver:
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, str], bytes]] = []
         self.answers: list[int] = []
-        self.delay = 0.0  #: s before each answer
+        #: answers wait until this is set (clear it to hold them, as a slow receiver would)
+        self.answering = threading.Event()
+        self.answering.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                time.sleep(receiver.delay)
+                receiver.answering.wait(timeout=30)
                 self.send_response(receiver.answers.pop(0) if receiver.answers else 200)
                 self.end_headers()
 

@@ -12,12 +12,16 @@ import httpx
 import pytest
 
 from scripts.dev_server import DevServer, dev_server
+from tests.support.media import FIVE_SENTENCES, SAMPLE, sample_opening
 from tests.support.services import IN_CI
+from tests.support.waiting import wait_until
 from tests.support.webhooks import Receiver
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SAMPLE = ROOT / "samples" / "lecture.mp3"
+#: ms between the page's polls (POLL_MS in app.js): a test moves the page's clock on by it instead of waiting
+POLL_MS = 2_500
+#: ms between the job page's checks on a finished job's unsettled webhook
+WEBHOOK_RECHECK_MS = 4 * POLL_MS
 
 pytestmark = pytest.mark.slow
 
@@ -161,19 +165,25 @@ def test_the_job_page_lists_the_warnings_of_a_completed_job(page, server: DevSer
 def test_the_job_page_tells_how_its_webhook_went(page, server: DevServer):
     receiver = Receiver()
     receiver.answers = [404]  # an answer that ends the delivery
-    receiver.delay = 4.0  # given late, so the page opens on a delivery still pending
+    receiver.answering.clear()  # held, so the page opens on a delivery still pending
+    page.clock.install()  # the page's own clock, moved on below instead of waiting for its slow poll
     try:
         with api(server) as client:
             job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 1},
                                                  "webhook_url": receiver.url}).json()
-        page.goto(server.sign_in_link)
-        page.goto(f"{server.url}/#/jobs/{job['id']}")
-        page.locator("h1 .badge[data-status=completed]").wait_for()
-        webhook = page.locator("#job-webhook")
-        webhook.filter(has_text="pending").wait_for()
+            page.goto(server.sign_in_link)
+            page.goto(f"{server.url}/#/jobs/{job['id']}")
+            page.locator("h1 .badge[data-status=completed]").wait_for()
+            webhook = page.locator("#job-webhook")
+            webhook.filter(has_text="pending").wait_for()
+            receiver.answering.set()
+            wait_until(lambda: client.get(f"/api/jobs/{job['id']}").json()["webhook"]["status"] != "pending",
+                       what="the delivery to settle")
         # The job has ended, and the page keeps asking until the delivery settles
-        webhook.filter(has_text="failed — answered 404; not retried").wait_for(timeout=30_000)
+        page.clock.fast_forward(WEBHOOK_RECHECK_MS)
+        webhook.filter(has_text="failed — answered 404; not retried").wait_for()
     finally:
+        receiver.answering.set()
         receiver.server.shutdown()
     assert len(receiver.calls) == 1
 
@@ -227,13 +237,16 @@ def test_queue_stats_page(page, server: DevServer):
 
 
 def test_a_toast_tells_when_a_job_finishes_while_the_page_is_open(page, server: DevServer):
-    page.goto(server.sign_in_link)
-    page.get_by_role("heading", name="Jobs").wait_for()
-    page.wait_for_timeout(500)  # the page has marked earlier jobs seen; only this one toasts
+    page.clock.install()
+    with page.expect_response(re.compile(r"/api/notifications\?mark_seen=true")):
+        page.goto(server.sign_in_link)  # the page marks earlier jobs seen: only this one toasts
     with api(server) as client:
         job = client.post("/api/jobs", json={"pipeline": "demo", "input": {"items": 1}}).json()
+        wait_until(lambda: client.get(f"/api/jobs/{job['id']}").json()["status"] == "completed",
+                   what="the job to finish")
+    page.clock.fast_forward(POLL_MS)
     toast = page.locator(f"#toasts .toast[data-job-id='{job['id']}']")
-    toast.wait_for(timeout=30_000)
+    toast.wait_for()
     assert "demo completed" in toast.inner_text() and job["id"][:8] in toast.inner_text()
     toast.get_by_role("link").click()
     page.wait_for_url(re.compile(f"#/jobs/{job['id']}$"))
@@ -257,9 +270,10 @@ def test_lecture_notes_show_as_a_document_not_json(page, server: DevServer):
     page.get_by_role("link", name=f"Download lecture-notes-{job['id'][:8]}.md").wait_for()
 
 
-def test_subtitles_show_as_a_cue_list(page, server: DevServer):
+def test_subtitles_show_as_a_cue_list(page, server: DevServer, tmp_path: Path):
+    recording = sample_opening(tmp_path, FIVE_SENTENCES)
     with api(server) as client:
-        stored = client.post("/api/files", files={"file": ("lecture.mp3", SAMPLE.read_bytes())}).json()
+        stored = client.post("/api/files", files={"file": ("lecture.mp3", recording.read_bytes())}).json()
         job = client.post("/api/jobs", json={"pipeline": "subtitles", "input": {
             "media": f"file:{stored['id']}", "format": "vtt", "glossary": ["photosynthesis"]}}).json()
     page.goto(server.sign_in_link)
