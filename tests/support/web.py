@@ -48,8 +48,8 @@ def auth(user: NewUser) -> dict[str, str]:
 
 
 @pytest.fixture
-def base_url(app: Flask, stub_worker) -> Iterator[str]:
-    """The app served over HTTP on a free loopback port, with a worker running its jobs."""
+def served_url(app: Flask) -> Iterator[str]:
+    """The app served over HTTP on a free loopback port, with no worker: the jobs it starts stay queued."""
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -57,6 +57,12 @@ def base_url(app: Flask, stub_worker) -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@pytest.fixture
+def base_url(served_url: str, stub_worker) -> str:
+    """The app served over HTTP on a free loopback port, with a worker running its jobs."""
+    return served_url
 
 
 def submit(client: FlaskClient, auth: dict[str, str], pipeline: str = "demo", **job: Any) -> Any:

@@ -35,7 +35,7 @@ def test_the_client_polls_uploads_cancels_retries_and_raises_problems(base_url, 
         done = client.wait(job["id"], poll_interval=0.05, timeout=30)
         assert client.download(done["result"]["audio"], tmp_path / "copy.mp3").read_bytes() == SAMPLE.read_bytes()
 
-        slow = client.submit("demo", {"items": 2, "sleep": 10})
+        slow = client.submit("demo", {"items": 20, "sleep": 1})
         assert client.cancel(slow["id"])["status"] == "canceled"
         assert client.retry(slow["id"])["attempt"] == 2
         client.cancel(slow["id"])
@@ -70,7 +70,7 @@ def test_the_cli_submits_with_a_progress_bar_and_prints_the_result(base_url, use
     listing = runner.invoke(main, ["jobs", "--pipeline", "noop_chain"])
     assert job_id in listing.output
 
-    slow = runner.invoke(main, ["submit", "demo", "items=2", "sleep=10"]).output.strip().splitlines()[-1]
+    slow = runner.invoke(main, ["submit", "demo", "items=20", "sleep=1"]).output.strip().splitlines()[-1]
     assert runner.invoke(main, ["cancel", slow]).output.strip() == f"{slow} canceled"
     assert runner.invoke(main, ["retry", slow]).output.startswith(f"{slow} processing")
     runner.invoke(main, ["cancel", slow])

@@ -27,7 +27,7 @@ def test_pipelines_are_listed_with_stages_and_input_schemas(client, auth):
 def test_stats_count_the_users_jobs_and_read_the_queues(client, auth, other_user, stub_worker):
     done = submit(client, auth, input={"items": 1})
     wait_for_job(done["id"])
-    canceled = submit(client, auth, input={"items": 1, "sleep": 5})
+    canceled = submit(client, auth, input={"items": 20, "sleep": 1})
     client.post(f"/api/jobs/{canceled['id']}/cancel", headers=auth)
 
     stats = client.get("/api/stats", headers=auth).get_json()
