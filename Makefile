@@ -10,12 +10,15 @@ INSTALLED := $(VENV)/.installed
 # A production process installs less: see the README's Production section.
 EXTRAS ?= local,dev
 # uv (from PyPI, installed into the virtualenv first) when it can; pip otherwise or with INSTALLER=pip.
+# uv compiles the bytecode at install, as pip does: every process the tests start then reads it
+# instead of compiling the libraries again (where PYTHONDONTWRITEBYTECODE is set, that would be
+# at each start).
 INSTALLER ?= uv
 
 $(INSTALLED): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@if [ "$(INSTALLER)" = uv ] && $(PY) -m pip install --quiet uv \
-	    && $(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[$(EXTRAS)]'; then \
+	    && $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e '.[$(EXTRAS)]'; then \
 	  echo "installed .[$(EXTRAS)] with uv"; \
 	else \
 	  echo "installing .[$(EXTRAS)] with pip"; \

@@ -20,6 +20,7 @@ from actors.errors import RateLimited, classify
 from actors.limits import DEFAULT_LIMIT, KEY_PREFIX, limit_for, provider_slot
 from conveyor import config
 from tests.support.services import LIMITS_REDIS_URL
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -219,12 +220,19 @@ def test_a_slot_held_by_a_killed_worker_comes_back_after_the_ttl(redis_broker):
     # Given a process that took the only slot (short TTL) and was killed without giving it back
     provider = f"test-{uuid.uuid4().hex[:8]}"
     use_limits(**{provider: 1})
-    holder = start_holder(provider, ttl=0.5)
+    # (a TTL long enough that the slot is surely still held when this process first asks, on a busy machine)
+    holder = start_holder(provider, ttl=2)
     holder.kill()
     holder.wait(10)
-    with pytest.raises(RateLimited), provider_slot(provider, broker=redis_broker, ttl=0.5):
+    with pytest.raises(RateLimited), provider_slot(provider, broker=redis_broker, ttl=2):
         pass
+
     # When the counter is left alone for its TTL / Then the slot is free again
-    time.sleep(0.7)
-    with provider_slot(provider, broker=redis_broker, ttl=0.5):
-        pass
+    def slot_is_free() -> bool:
+        try:
+            with provider_slot(provider, broker=redis_broker, ttl=2):
+                return True
+        except RateLimited:
+            return False
+
+    wait_until(slot_is_free, timeout=10, interval=0.1, what="the killed holder's slot to expire")
