@@ -24,8 +24,9 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, or_, select
 
@@ -122,19 +123,52 @@ def revoke_tokens(name_or_id: str) -> str:
 
 # --- the lookup cache and its invalidation ------------------------------------------------------
 
-_cache: dict[str, tuple[str, int, float]] = {}  #: token sha256 -> (user id, generation, expiry)
-_generations: dict[str, tuple[int, float]] = {}  #: user id -> (token generation, expiry)
-_cache_lock = threading.Lock()
-_epoch = 0  #: raised by every clearing: a lookup started before one may not fill the cache after it
+V = TypeVar("V")
+
+
+class _RevocableCache(Generic[V]):
+    """Answers read from the database, trusted :data:`CACHE_SECONDS` while revocations are heard.
+
+    Every clearing raises an epoch: a read that started before one may not fill the cache after it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[V, float]] = {}  #: key -> (answer, expiry)
+        self._epoch = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._epoch += 1
+
+    def get(self, key: str, load: Callable[[], V | None]) -> V | None:
+        """The cached answer for ``key``, or ``load()``'s (cached when it is not None and allowed)."""
+        now = time.monotonic()
+        caching = _listener.caching_allowed()
+        with self._lock:
+            hit = self._entries.get(key) if caching else None
+            epoch = self._epoch
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        value = load()
+        if value is not None:
+            with self._lock:
+                if caching and epoch == self._epoch:  # no revocation was heard while the database was read
+                    if len(self._entries) >= CACHE_SIZE:
+                        self._entries.clear()
+                    self._entries[key] = (value, now + CACHE_SECONDS)
+        return value
+
+
+_users_by_token: _RevocableCache[tuple[str, int]] = _RevocableCache()  #: token sha256 -> (user id, generation)
+_generations: _RevocableCache[int] = _RevocableCache()  #: user id -> token generation
 
 
 def forget_cached_tokens() -> None:
     """Drop the lookup cache (on a revocation, a lost subscription, and in tests that swap databases)."""
-    global _epoch
-    with _cache_lock:
-        _cache.clear()
-        _generations.clear()
-        _epoch += 1
+    _users_by_token.clear()
+    _generations.clear()
 
 
 def _redis() -> Any:
@@ -236,44 +270,26 @@ def _lookup(token: str) -> tuple[str, int] | None:
     if not token or len(token) > 200:
         return None
     digest = hash_token(token)
-    now = time.monotonic()
-    caching = _listener.caching_allowed()
-    with _cache_lock:
-        hit = _cache.get(digest) if caching else None
-        epoch = _epoch
-    if hit is not None and hit[2] > now:
-        return hit[0], hit[1]
-    with transaction() as session:
-        row = session.execute(select(User.id, User.token_hash, User.token_generation)
-                              .where(User.token_hash == digest)).one_or_none()
-    if row is None or not hmac.compare_digest(row.token_hash, digest):
-        return None
-    with _cache_lock:
-        if caching and epoch == _epoch:  # no revocation was heard while the database was read
-            if len(_cache) >= CACHE_SIZE:
-                _cache.clear()
-            _cache[digest] = (row.id, row.token_generation, now + CACHE_SECONDS)
-    return row.id, row.token_generation
+
+    def read() -> tuple[str, int] | None:
+        with transaction() as session:
+            row = session.execute(select(User.id, User.token_hash, User.token_generation)
+                                  .where(User.token_hash == digest)).one_or_none()
+        if row is None or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        return row.id, row.token_generation
+
+    return _users_by_token.get(digest, read)
 
 
 def token_generation(user_id: str) -> int | None:
     """The user's current token generation (None for no such user); grants carry the one they were made under."""
-    now = time.monotonic()
-    caching = _listener.caching_allowed()
-    with _cache_lock:
-        hit = _generations.get(user_id) if caching else None
-        epoch = _epoch
-    if hit is not None and hit[1] > now:
-        return hit[0]
-    with transaction() as session:
-        generation = session.scalar(select(User.token_generation).where(User.id == user_id))
-    if generation is not None:
-        with _cache_lock:
-            if caching and epoch == _epoch:
-                if len(_generations) >= CACHE_SIZE:
-                    _generations.clear()
-                _generations[user_id] = (generation, now + CACHE_SECONDS)
-    return generation
+
+    def read() -> int | None:
+        with transaction() as session:
+            return session.scalar(select(User.token_generation).where(User.id == user_id))
+
+    return _generations.get(user_id, read)
 
 
 def user_count() -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pipelines.services import users
 from pipelines.services.users import forget_cached_tokens, user_for_token
 from tests.support.services import SECURITY_REDIS_URL, require_service
 from tests.support.web import bearer
@@ -115,3 +116,22 @@ def test_the_cache_is_dropped_at_once_in_this_process(db, user):
     assert user_for_token(user.token) is not None
     cli("users", "revoke", "alice")
     assert user_for_token(user.token) is None
+
+
+def test_a_read_that_overlaps_a_revocation_does_not_fill_the_cache(db):
+    cache: users._RevocableCache[int] = users._RevocableCache()
+
+    def read_while_revoked() -> int:
+        cache.clear()  # a revocation heard while the database was being read
+        return 7
+
+    # Given an answer read while a revocation came / Then it is returned but not kept
+    assert cache.get("alice", read_while_revoked) == 7
+    assert cache.get("alice", lambda: 8) == 8
+    # And an answer read undisturbed is kept until the next clearing
+    assert cache.get("alice", lambda: 9) == 8
+    cache.clear()
+    assert cache.get("alice", lambda: 9) == 9
+    # And "no such user" is never kept
+    assert cache.get("bob", lambda: None) is None
+    assert cache.get("bob", lambda: 3) == 3
