@@ -24,19 +24,21 @@ CONVEYOR = str(Path(sys.executable).with_name("conveyor"))
 SCRIPT = ("A lighthouse keeper finds a message in a bottle on the rocks below the tower. " * 4).strip()
 
 
+def _point_cli_at(url: str, token: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CONVEYOR_URL", url)
+    monkeypatch.setenv("CONVEYOR_TOKEN", token)
+    return url
+
+
 @pytest.fixture
 def cli_env(base_url, user, monkeypatch):
-    monkeypatch.setenv("CONVEYOR_URL", base_url)
-    monkeypatch.setenv("CONVEYOR_TOKEN", user.token)
-    return base_url
+    return _point_cli_at(base_url, user.token, monkeypatch)
 
 
 @pytest.fixture
 def queued_cli_env(served_url, user, monkeypatch):
     """The CLI's environment for a server whose jobs are only queued (what they do is not under test)."""
-    monkeypatch.setenv("CONVEYOR_URL", served_url)
-    monkeypatch.setenv("CONVEYOR_TOKEN", user.token)
-    return served_url
+    return _point_cli_at(served_url, user.token, monkeypatch)
 
 
 def _started_id(output: str) -> str:
